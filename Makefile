@@ -1,0 +1,66 @@
+# clusternet.node: one entry point for setup, tests, the lab and the benchmarks.
+# Every target installs what it needs itself (apt and pip), so each works on a
+# fresh Debian 12 machine as root.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
+	podman runc catatonit debootstrap uidmap
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup apt venv test unit integration lint molecule build bench lab lab-down clean
+
+help:
+	@echo "make lab        converge a podman lab of nodes from inventories/lab and check it"
+	@echo "make test       run every test (unit, integration, lint gates, molecule, build)"
+	@echo "make unit | integration | lint | molecule | build | bench | lab-down | clean"
+
+setup: apt venv
+
+# Install only the Debian packages the machine lacks.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# The one test command: README and .ci/run call exactly this.
+test: setup
+	$(PYTEST) tests
+
+unit: venv
+	$(PYTEST) tests/unit
+
+integration: setup
+	$(PYTEST) tests/integration
+
+lint: setup
+	$(PYTEST) tests/lint
+
+molecule: setup
+	$(PYTEST) tests/molecule
+
+build: venv
+	$(PYTEST) tests/lint/test_build.py
+
+bench: setup
+	$(PY) bench/run.py
+
+lab: setup
+	bash lab/lab.sh up
+
+lab-down:
+	bash lab/lab.sh down
+
+clean: lab-down
+	rm -rf $(VENV) build tests/output

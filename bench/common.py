@@ -1,0 +1,60 @@
+"""Shared benchmark plumbing: time playbooks inside a throwaway network namespace.
+
+Both sides of every comparison are Ansible plays with the same start-up cost, so
+the printed ratio is what a user would see, not what a tool costs in isolation.
+"""
+
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
+
+from harness import Netns, run_playbook  # noqa: E402
+
+REPEATS = int(os.environ.get('BENCH_REPEATS', '3'))
+
+
+def play(tasks):
+    """A one-play playbook (YAML is a JSON superset) against localhost."""
+    import json
+    return json.dumps([{'hosts': 'all', 'gather_facts': False, 'tasks': tasks}])
+
+
+def timed(netns, playbook_text, setup=None):
+    """Median wall time of REPEATS runs; setup(netns) runs untimed before each."""
+    times = []
+    for _ in range(REPEATS):
+        if setup:
+            setup(netns)
+        start = time.monotonic()
+        proc = run_playbook(playbook_text, netns=netns.name)
+        elapsed = time.monotonic() - start
+        if proc.returncode != 0:
+            raise SystemExit('benchmark play failed:\n%s\n%s' % (proc.stdout[-4000:], proc.stderr[-2000:]))
+        times.append(elapsed)
+    return statistics.median(times)
+
+
+def report(title, rows):
+    """rows: [(label, seconds, baseline_seconds or None, target ratio or None)]."""
+    print('\n## %s' % title)
+    print('| case | seconds | ratio | target |')
+    print('|---|---|---|---|')
+    worst = True
+    for label, seconds, baseline, target in rows:
+        ratio = seconds / baseline if baseline else None
+        ok = ratio is None or target is None or ratio <= target
+        worst = worst and ok
+        print('| %s | %.2f | %s | %s |' % (label, seconds, '%.2fx' % ratio if ratio else '-',
+                                          ('<= %.1fx %s' % (target, 'ok' if ok else 'MISSED')) if target else '-'))
+    return worst
+
+
+def with_netns(fn):
+    ns = Netns()
+    try:
+        return fn(ns)
+    finally:
+        ns.delete()

@@ -1,0 +1,118 @@
+"""Test harness: network namespaces the tests create and remove, and running the
+collection's modules through ansible-playbook inside them, as users run them.
+
+Nothing here touches the root network namespace: every kernel command goes
+through `ip netns exec NS`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(REPO, 'build', 'collections')
+VENV_BIN = os.path.dirname(sys.executable)
+
+# The managed node's Python decides the pyroute2 version a module runs with:
+# this venv carries the newest supported release, Debian 12's /usr/bin/python3
+# carries python3-pyroute2 0.7.2, the oldest.
+INTERPRETERS = {
+    'pyroute2-0.9': sys.executable,
+    'pyroute2-0.7': '/usr/bin/python3',
+}
+
+
+def link_collection():
+    """build/collections/ansible_collections/clusternet/node -> the repo root."""
+    target = os.path.join(COLLECTIONS, 'ansible_collections', 'clusternet')
+    os.makedirs(target, exist_ok=True)
+    link = os.path.join(target, 'node')
+    if not os.path.islink(link):
+        os.symlink(REPO, link)
+    return COLLECTIONS
+
+
+def ansible_env(**extra):
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': link_collection(),
+        'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json',
+        'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
+        'ANSIBLE_HOST_KEY_CHECKING': 'False',
+        'ANSIBLE_RETRY_FILES_ENABLED': 'False',
+        'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_LOCALHOST_WARNING': 'False',
+        'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'False',
+        'PATH': VENV_BIN + os.pathsep + env.get('PATH', ''),
+    })
+    env.update(extra)
+    return env
+
+
+class Netns(object):
+    """A network namespace created for one test, deleted after it."""
+
+    def __init__(self, name=None):
+        self.name = name or 'cnt-' + uuid.uuid4().hex[:10]
+        subprocess.run(['ip', 'netns', 'add', self.name], check=True)
+        self.run('ip link set lo up')
+
+    def delete(self):
+        subprocess.run(['ip', 'netns', 'del', self.name], check=False)
+
+    def run(self, cmd, check=True, input=None, **kwargs):
+        """Run a shell command inside the namespace; returns CompletedProcess (text)."""
+        proc = subprocess.run(['ip', 'netns', 'exec', self.name, 'sh', '-c', cmd],
+                              capture_output=True, text=True, input=input, **kwargs)
+        if check and proc.returncode != 0:
+            raise AssertionError('in %s: %r failed (%d): %s%s' % (self.name, cmd, proc.returncode, proc.stdout, proc.stderr))
+        return proc
+
+    def out(self, cmd):
+        return self.run(cmd).stdout
+
+    def popen(self, cmd, **kwargs):
+        return subprocess.Popen(['ip', 'netns', 'exec', self.name, 'sh', '-c', cmd], **kwargs)
+
+    def module(self, name, args, check=False, diff=False, python=None, expect_failure=False):
+        """Run clusternet.node.NAME with args (a dict) in this namespace; return its result."""
+        return run_module(name, args, netns=self.name, check=check, diff=diff,
+                          python=python, expect_failure=expect_failure)
+
+
+def run_playbook(playbook_text, netns=None, python=None, extra_args=(), env=None):
+    """Run a playbook against localhost (connection local), inside netns if given."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'play.yml')
+        with open(path, 'w') as handle:
+            handle.write(playbook_text)
+        cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+               '-e', 'ansible_python_interpreter=%s' % (python or sys.executable)]
+        cmd += list(extra_args) + [path]
+        if netns:
+            cmd = ['ip', 'netns', 'exec', netns] + cmd
+        return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(**(env or {})))
+
+
+def run_module(name, args, netns=None, check=False, diff=False, python=None, expect_failure=False):
+    task = {'name': 'module under test', 'clusternet.node.' + name: args}
+    play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [task]}]
+    extra = []
+    if check:
+        extra.append('--check')
+    if diff:
+        extra.append('--diff')
+    proc = run_playbook(json.dumps(play), netns=netns, python=python, extra_args=extra)
+    try:
+        report = json.loads(proc.stdout)
+        result = report['plays'][0]['tasks'][0]['hosts']['localhost']
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError('ansible-playbook gave no result (rc %d):\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr))
+    failed = bool(result.get('failed'))
+    if failed != expect_failure:
+        raise AssertionError('clusternet.node.%s %s: %s' % (
+            name, 'failed' if failed else 'did not fail', json.dumps(result, indent=1)[:6000]))
+    return result

@@ -1,0 +1,5 @@
+import os
+import sys
+
+# Make `ansible_collections.clusternet.node` importable for pure unit tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'build', 'collections'))
