@@ -110,7 +110,7 @@ def run_module(name, args, netns=None, check=False, diff=False, python=None, exp
         report = json.loads(proc.stdout)
         result = report['plays'][0]['tasks'][0]['hosts']['localhost']
     except (ValueError, KeyError, IndexError):
-        raise AssertionError('ansible-playbook gave no result (rc %d):\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr))
+        raise AssertionError('ansible-playbook gave no result (rc %d):\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr)) from None
     failed = bool(result.get('failed'))
     if failed != expect_failure:
         raise AssertionError('clusternet.node.%s %s: %s' % (

@@ -33,7 +33,7 @@ def parse_address(value, what='address'):
             return iface.ip
         return ipaddress.ip_address(text)
     except ValueError:
-        raise ValueError('invalid %s %r: expected an IPv4 or IPv6 address' % (what, value))
+        raise ValueError('invalid %s %r: expected an IPv4 or IPv6 address' % (what, value)) from None
 
 
 def parse_network(value, what='CIDR', strict=True):
@@ -45,7 +45,7 @@ def parse_network(value, what='CIDR', strict=True):
     try:
         return ipaddress.ip_network(text, strict=strict)
     except ValueError:
-        raise ValueError('invalid %s %r: expected an IPv4 or IPv6 network with zero host bits' % (what, value))
+        raise ValueError('invalid %s %r: expected an IPv4 or IPv6 network with zero host bits' % (what, value)) from None
 
 
 def family_of(value):

@@ -41,7 +41,7 @@ def host_lock(path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
-                    raise LockTimeout('could not take the host lock %s within %ss' % (path, timeout))
+                    raise LockTimeout('could not take the host lock %s within %ss' % (path, timeout)) from exc
                 time.sleep(0.02)
         yield
     finally:

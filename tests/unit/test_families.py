@@ -1,7 +1,6 @@
 import ipaddress
 
 import pytest
-
 from ansible_collections.clusternet.node.plugins.module_utils import families as fam
 
 
