@@ -14,6 +14,7 @@ import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, 'build', 'collections')
+CALLBACKS = os.path.join(REPO, 'tests', 'callback_plugins')
 VENV_BIN = os.path.dirname(sys.executable)
 
 # The managed node's Python decides the pyroute2 version a module runs with:
@@ -39,8 +40,8 @@ def ansible_env(**extra):
     env = dict(os.environ)
     env.update({
         'ANSIBLE_COLLECTIONS_PATH': link_collection(),
-        'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json',
-        'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
+        'ANSIBLE_CALLBACK_PLUGINS': CALLBACKS,
+        'ANSIBLE_STDOUT_CALLBACK': 'result_json',
         'ANSIBLE_HOST_KEY_CHECKING': 'False',
         'ANSIBLE_RETRY_FILES_ENABLED': 'False',
         'ANSIBLE_NOCOLOR': '1',
