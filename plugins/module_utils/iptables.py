@@ -158,3 +158,16 @@ def restore(module, family, payload):
     rc, _out, err = module.run_command([binary, '--noflush', '-w', '5'], data=payload, binary_data=True)
     if rc != 0:
         module.fail_json(msg='%s failed, nothing applied: %s' % (RESTORE[family], err.strip()), payload=payload)
+
+
+def sync_table(module, family, table_name, plan):
+    """Read one table of one family, let plan(table) -> restore lines decide the
+    delta, and apply it as one transaction unless in check mode.
+
+    Returns (table as read, payload); payload is '' when nothing differs.
+    """
+    table = save_table(module, family, table_name)
+    payload = render_restore(table_name, plan(table))
+    if payload and not module.check_mode:
+        restore(module, family, payload)
+    return table, payload

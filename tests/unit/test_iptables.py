@@ -84,3 +84,37 @@ def test_remove_chain_and_render():
 
 def test_quote_escapes():
     assert ipt.quote('a "b"') == '"a \\"b\\""'
+
+
+class FakeModule(object):
+    """Records the commands a kernel edge runs; iptables-save answers with SAVE."""
+
+    def __init__(self, check_mode=False):
+        self.check_mode = check_mode
+        self.calls = []
+
+    def get_bin_path(self, name, required=False):
+        return '/sbin/' + name
+
+    def run_command(self, args, data=None, binary_data=False):
+        self.calls.append((args, data))
+        return 0, SAVE if args[0].endswith('-save') else '', ''
+
+
+def test_sync_table_one_save_one_restore():
+    module = FakeModule()
+    table, payload = ipt.sync_table(module, 'ipv6', 'nat', lambda t: ipt.remove_chain(t, 'CN-TEST'))
+    assert table.chain_rules('CN-TEST') == [MARK, MASQ]
+    assert payload == '*nat\n-D POSTROUTING ' + JUMP + '\n:CN-TEST - [0:0]\n-X CN-TEST\nCOMMIT\n'
+    assert module.calls == [(['/sbin/ip6tables-save', '-t', 'nat'], None),
+                            (['/sbin/ip6tables-restore', '--noflush', '-w', '5'], payload)]
+
+
+def test_sync_table_check_mode_and_in_sync_do_not_restore():
+    module = FakeModule(check_mode=True)
+    _table, payload = ipt.sync_table(module, 'ipv4', 'nat', lambda t: ipt.remove_chain(t, 'CN-TEST'))
+    assert payload.startswith('*nat\n')
+    assert [args[0] for args, _data in module.calls] == ['/sbin/iptables-save']
+    module = FakeModule()
+    assert ipt.sync_table(module, 'ipv4', 'nat', lambda t: [])[1] == ''
+    assert [args[0] for args, _data in module.calls] == ['/sbin/iptables-save']
