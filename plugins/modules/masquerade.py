@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: masquerade
+short_description: Masquerade pod traffic leaving the cluster, per address family
+description:
+  - Keeps Flannel's masquerade rule set in a chain of its own in the C(nat) table, jumped to
+    exactly once from C(POSTROUTING), for every family (IPv4, IPv6) that has a cluster CIDR.
+  - "Rules per family, every one commented, in this order: C(-m mark --mark SKIP_MARK -j RETURN);
+    for each cluster CIDR in address order and each pod CIDR in address order
+    C(-s POD -d CLUSTER -j RETURN), C(-s CLUSTER -d POD -j RETURN), C(! -s CLUSTER -d POD -j RETURN);
+    then for each cluster CIDR C(-s CLUSTER ! -d 224.0.0.0/4 -j MASQUERADE --random-fully)
+    (C(ff00::/8) for IPv6) and C(! -s CLUSTER -d CLUSTER -j MASQUERADE --random-fully)."
+  - The kernel is read on every run (one C(iptables-save -t nat) per family) and the chain is compared by
+    content, order and duplicates; any difference rebuilds it, and repairs a missing or repeated jump, in one
+    C(iptables-restore --noflush) transaction per family, so the chain is never seen half-built.
+  - A family without a cluster CIDR has none of these rules, so removing a family from the intent removes
+    its chain and jump; a host with no previous rules is simply an empty state.
+  - Only the chain and the jumps to it are touched; every other rule of the host is left alone.
+    Changing O(chain) does not remove the chain of the old name; run O(state=absent) with the old name first.
+  - Writers of this collection are serialized by a host lock.
+version_added: 0.1.0
+author: clusternet maintainers
+requirements:
+  - iptables (iptables-save, iptables-restore, ip6tables-save, ip6tables-restore)
+extends_documentation_fragment:
+  - clusternet.node.attributes
+options:
+  cluster_cidrs:
+    description:
+      - The cluster's pod networks, IPv4 and IPv6 mixed. A family with none has no rules of this module.
+    type: list
+    elements: str
+    default: []
+  pod_cidrs:
+    description:
+      - This node's pod subnets, IPv4 and IPv6 mixed. Each must lie inside a cluster CIDR of its family.
+    type: list
+    elements: str
+    default: []
+  chain:
+    description:
+      - The nat chain that holds the rules (at most 28 characters).
+    type: str
+    default: CLUSTERNET-POSTRTG
+  comment:
+    description:
+      - Comment put on every rule and on the jump (printable ASCII without quotes or backslashes).
+    type: str
+    default: clusternet masq
+  random_fully:
+    description:
+      - Add C(--random-fully) to the MASQUERADE rules. Omitted, with a warning, where the iptables binary lacks it.
+    type: bool
+    default: true
+  skip_mark:
+    description:
+      - Packets carrying this firewall mark (C(VALUE) or C(VALUE/MASK)) are never masqueraded.
+      - An empty string leaves that rule out.
+    type: str
+    default: 0x4000/0x4000
+  state:
+    description:
+      - V(present) keeps the rules for the given CIDRs; V(absent) removes the chain and its jumps in both families.
+    type: str
+    choices: [present, absent]
+    default: present
+'''
+
+EXAMPLES = r'''
+- name: Masquerade dual-stack pod traffic leaving the cluster
+  clusternet.node.masquerade:
+    cluster_cidrs: [10.244.0.0/16, "fd00:10:244::/56"]
+    pod_cidrs: [10.244.1.0/24, "fd00:10:244:1::/64"]
+
+- name: IPv4 only, plain source port selection, no skip mark (removes the IPv6 rules if any)
+  clusternet.node.masquerade:
+    cluster_cidrs: [10.244.0.0/16]
+    pod_cidrs: [10.244.1.0/24]
+    random_fully: false
+    skip_mark: ""
+
+- name: Remove the chain and its jumps in both families
+  clusternet.node.masquerade:
+    state: absent
+'''
+
+RETURN = r'''
+ipv4:
+  description: What this module manages in the IPv4 nat table, as iptables-save lines, and the transaction applied.
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: The POSTROUTING jumps to the chain and the chain's rules before the run.
+      type: list
+      elements: str
+      sample: []
+    after:
+      description: The same lines after the run (predicted in check mode).
+      type: list
+      elements: str
+      sample:
+        - -A POSTROUTING -m comment --comment "clusternet masq" -j CLUSTERNET-POSTRTG
+        - -A CLUSTERNET-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "clusternet masq" -j RETURN
+    payload:
+      description: The iptables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+      type: str
+      sample: "*nat\n:CLUSTERNET-POSTRTG - [0:0]\n...\nCOMMIT\n"
+ipv6:
+  description: The same for the IPv6 nat table.
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: The POSTROUTING jumps to the chain and the chain's rules before the run.
+      type: list
+      elements: str
+    after:
+      description: The same lines after the run (predicted in check mode).
+      type: list
+      elements: str
+    payload:
+      description: The ip6tables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+      type: str
+'''
+
+import functools
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
+from ansible_collections.clusternet.node.plugins.module_utils import masquerade as masq
+from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES
+from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
+
+
+def family_rules(module, intent, family):
+    random_fully = intent.random_fully
+    if random_fully and intent.clusters[family] and not masq.supports_random_fully(module, family):
+        module.warn('%s lacks MASQUERADE --random-fully: %s rules are written without it' % (masq.BINARY[family], family))
+        random_fully = False
+    return masq.desired_rules(family, intent.clusters[family], intent.pods[family], intent.comment, intent.skip_mark, random_fully)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            cluster_cidrs=dict(type='list', elements='str', default=[]),
+            pod_cidrs=dict(type='list', elements='str', default=[]),
+            chain=dict(type='str', default='CLUSTERNET-POSTRTG'),
+            comment=dict(type='str', default='clusternet masq'),
+            random_fully=dict(type='bool', default=True),
+            skip_mark=dict(type='str', default='0x4000/0x4000'),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        intent = masq.build_intent(module.params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+    result = {'changed': False}
+    with host_lock():
+        for family in FAMILIES:
+            rules = family_rules(module, intent, family)
+            table, payload = ipt.sync_table(module, family, masq.TABLE, functools.partial(masq.plan, chain=intent.chain, rules=rules, comment=intent.comment))
+            before = masq.view(table, intent.chain)
+            result[family] = {
+                'before': before,
+                'after': masq.expected_view(intent.chain, rules, intent.comment) if payload else before,
+                'payload': payload,
+            }
+            result['changed'] = result['changed'] or bool(payload)
+    if module._diff:
+        result['diff'] = dict((key, masq.diff_text(dict((family, result[family][key]) for family in FAMILIES))) for key in ('before', 'after'))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
