@@ -26,7 +26,7 @@ BUILTIN_NAMES = ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING', 'ACC
 CHAIN_RE = re.compile(r'^[A-Za-z0-9_.][A-Za-z0-9_.-]*$')
 # iptables-save escapes quotes and backslashes in comments its own way; keep them out.
 COMMENT_RE = re.compile(r'^[ !#-&(-\[\]-~]{1,256}$')
-MARK_RE = re.compile(r'^(0x[0-9a-fA-F]+|[0-9]+)(?:/(0x[0-9a-fA-F]+|[0-9]+))?$')
+MARK_RE = re.compile(r'^(0x[0-9a-f]+|0|[1-9][0-9]*)(?:/(0x[0-9a-f]+|0|[1-9][0-9]*))?$', re.IGNORECASE)
 FULL_MARK = 0xffffffff
 
 
