@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Flush conntrack entries by original source or destination address, per family.
+
+Through pyroute2's netfilter socket (NFCTSocket), whose dump and entry calls
+behave alike from 0.7.2 to 0.9.x. The table is dumped unfiltered and matched in
+Python: on this kernel the kernel-side tuple filter for IPv6 returns exactly the
+non-matching entries, which would flush the wrong flows. Each match is then
+deleted by its original tuple, so the count is exact; an entry that expired
+between dump and delete is not counted.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import ipaddress
+import socket
+import traceback
+
+from ansible_collections.clusternet.node.plugins.module_utils.families import IPV4, IPV6
+
+try:
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple, NFCTSocket
+    HAS_PYROUTE2 = True
+    IMPORT_ERROR = None
+except ImportError:
+    HAS_PYROUTE2 = False
+    IMPORT_ERROR = traceback.format_exc()
+
+ADDRESS_FAMILY = {IPV4: socket.AF_INET, IPV6: socket.AF_INET6}
+
+
+def selects(orig_src, orig_dst, sources, destinations):
+    """Whether an entry whose original tuple is orig_src -> orig_dst is to be flushed."""
+    return ipaddress.ip_address(orig_dst) in destinations or ipaddress.ip_address(orig_src) in sources
+
+
+def flush(family, sources, destinations, check_mode=False):
+    """Delete every entry of the family whose original source is in sources or whose
+    original destination is in destinations (sets of ip_address); return how many
+    went (would go, in check mode)."""
+    if not sources and not destinations:
+        return 0
+    address_family = ADDRESS_FAMILY[family]
+    sock = NFCTSocket(nfgen_family=address_family)
+    try:
+        # Collect first: deleting on the socket while its dump is being read would interleave replies.
+        tuples = [NFCTAttrTuple.from_netlink(address_family, msg.get_attr('CTA_TUPLE_ORIG')) for msg in sock.dump()]
+        tuples = [orig for orig in tuples if selects(orig.saddr, orig.daddr, sources, destinations)]
+        if check_mode:
+            return len(tuples)
+        flushed = 0
+        for orig in tuples:
+            try:
+                sock.entry('del', tuple_orig=orig)
+            except NetlinkError as exc:
+                if exc.code != errno.ENOENT:
+                    raise
+                continue
+            flushed += 1
+        return flushed
+    finally:
+        sock.close()

@@ -1,0 +1,219 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Floating IPs (1:1 NAT): validate pairs, find a FIP's rules by its external IP, plan.
+
+Pure functions over the shared iptables engine's Table. Every rule of a FIP
+carries the comment "clusternet fip EXTERNAL" (EXTERNAL as Python's ipaddress
+prints it: dotted IPv4, compressed lower-case IPv6), so a FIP is found by its
+external IP alone, whatever internal IP it points to and wherever its rules are.
+The chains are planned as a whole: any difference rebuilds both of one family in
+one iptables-restore transaction, so no FIP is ever seen half-programmed.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
+from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, family_of_version, find_duplicate, parse_address
+
+TABLE = 'nat'
+COMMENT_PREFIX = 'clusternet fip '
+JUMP_COMMENT = 'clusternet fip'
+DNAT_PARENTS = ('PREROUTING', 'OUTPUT')
+SNAT_PARENTS = ('POSTROUTING',)
+MAX_CHAIN = 28
+BUILTIN_NAMES = ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING', 'ACCEPT', 'DROP', 'RETURN', 'QUEUE')
+CHAIN_RE = re.compile(r'^[A-Za-z0-9_.][A-Za-z0-9_.-]*$')
+FIP_COMMENT_RE = re.compile(r'--comment "%s([0-9A-Fa-f.:]+)"' % COMMENT_PREFIX)
+DNAT_TO_RE = re.compile(r' -j DNAT --to-destination (\S+)$')
+SNAT_FROM_RE = re.compile(r'^-s (\S+)/\d+ ')
+
+
+class Fip(object):
+    """One floating IP as found in the kernel: its rules as (chain, rule) and the internal IPs they name."""
+
+    def __init__(self, external):
+        self.external = external
+        self.rules = []
+        self.internals = []
+
+    def add(self, chain, rule):
+        self.rules.append((chain, rule))
+        match = DNAT_TO_RE.search(rule) or SNAT_FROM_RE.search(rule)
+        if match:
+            try:
+                internal = parse_address(match.group(1))
+            except ValueError:
+                return
+            if internal not in self.internals:
+                self.internals.append(internal)
+
+    @property
+    def internal(self):
+        """The internal IP the FIP points to (its DNAT rule's, read first), or None."""
+        return self.internals[0] if self.internals else None
+
+
+# --- validation -----------------------------------------------------------------
+
+def check_chain(chain, what):
+    if not CHAIN_RE.match(chain or '') or len(chain) > MAX_CHAIN or chain.upper() in BUILTIN_NAMES:
+        raise ValueError('invalid %s %r: expected a user chain name of 1-%d letters, digits, "_", "." or "-"' % (what, chain, MAX_CHAIN))
+
+
+def validate(floating_ips, state, dnat_chain, snat_chain):
+    """{family: {external: internal or None}} in list order; ValueError names the offending value.
+
+    With state absent internal_ip may be left out (a FIP is found by its external IP alone).
+    """
+    check_chain(dnat_chain, 'dnat_chain')
+    check_chain(snat_chain, 'snat_chain')
+    if dnat_chain == snat_chain:
+        raise ValueError('dnat_chain and snat_chain are both %r: they must differ' % dnat_chain)
+    pairs = []
+    for item in floating_ips or []:
+        external = parse_address(item.get('external_ip'), 'external_ip')
+        internal = item.get('internal_ip')
+        if internal is None:
+            if state == 'present':
+                raise ValueError('floating IP %s has no internal_ip (required with state present)' % external)
+        else:
+            internal = parse_address(internal, 'internal_ip')
+            if internal.version != external.version:
+                raise ValueError('floating IP %s: internal_ip %s is of another address family' % (external, internal))
+        pairs.append((external, internal))
+    duplicate = find_duplicate(pairs, key=lambda pair: pair[0])
+    if duplicate:
+        raise ValueError('external_ip %s is listed twice' % duplicate[0])
+    duplicate = find_duplicate([pair for pair in pairs if pair[1] is not None], key=lambda pair: pair[1])
+    if duplicate:
+        raise ValueError('internal_ip %s is listed twice' % duplicate[1])
+    wanted = dict((family, {}) for family in FAMILIES)
+    for external, internal in pairs:
+        wanted[family_of_version(external.version)][external] = internal
+    return wanted
+
+
+# --- rules ------------------------------------------------------------------------
+
+def comment(external):
+    return COMMENT_PREFIX + str(external)
+
+
+def desired_rules(external, internal, dnat_chain, snat_chain):
+    """A FIP's two rules as (chain, rule), in the text iptables-save prints."""
+    tag = ipt.comment_match(comment(external))
+    return [
+        (dnat_chain, '-d %s/%d %s -j DNAT --to-destination %s' % (external, external.max_prefixlen, tag, internal)),
+        (snat_chain, '-s %s/%d %s -j SNAT --to-source %s' % (internal, internal.max_prefixlen, tag, external)),
+    ]
+
+
+def find_fips(table):
+    """{external: Fip} for every rule of the table that carries a FIP comment, in any chain."""
+    fips = {}
+    for chain, rules in table.rules.items():
+        for rule in rules:
+            match = FIP_COMMENT_RE.search(rule)
+            if not match:
+                continue
+            try:
+                external = parse_address(match.group(1))
+            except ValueError:
+                continue
+            fips.setdefault(external, Fip(external)).add(chain, rule)
+    return fips
+
+
+def is_fip_rule(rule):
+    return FIP_COMMENT_RE.search(rule) is not None
+
+
+# --- plan ---------------------------------------------------------------------------
+
+class Plan(object):
+    """One family's delta: FIPs added/changed/removed, restore lines, mappings whose conntrack entries go."""
+
+    def __init__(self):
+        self.added = []
+        self.changed = []
+        self.removed = []
+        self.lines = []
+        self.flush = []
+        self.before = []
+        self.after = []
+
+
+def plan(table, wanted, state, exclusive, dnat_chain, snat_chain):
+    """Plan one family. wanted: {external: internal or None} of that family.
+
+    present: named FIPs get exactly their two canonical rules; with exclusive every
+    other FIP of ours is removed, without it their current rules are kept verbatim.
+    absent: named FIPs lose every rule that carries their comment.
+    ValueError when a named internal IP is already taken by a FIP that stays.
+    """
+    current = find_fips(table)
+    result = Plan()
+    final = {}
+    for external, fip in current.items():
+        if external in wanted or (state == 'present' and exclusive):
+            continue
+        final[external] = fip.rules
+    if state == 'present':
+        taken = dict((internal, external) for external, fip in final.items() for internal in current[external].internals)
+        for external, internal in wanted.items():
+            if internal in taken:
+                raise ValueError('internal_ip %s of floating IP %s is already used by floating IP %s' % (internal, external, taken[internal]))
+            final[external] = desired_rules(external, internal, dnat_chain, snat_chain)
+            fip = current.get(external)
+            if fip is None:
+                result.added.append({'external_ip': str(external), 'internal_ip': str(internal)})
+            elif sorted(fip.rules) != sorted(final[external]):
+                result.changed.append({'external_ip': str(external), 'internal_ip': str(internal),
+                                       'previous_internal_ip': str(fip.internal) if fip.internal else None})
+                stale = [old for old in fip.internals if old != internal]
+                if stale:
+                    result.flush.append((external, stale))
+    for external, fip in sorted(current.items()):
+        if external not in final:
+            result.removed.append({'external_ip': str(external), 'internal_ip': str(fip.internal) if fip.internal else None})
+            result.flush.append((external, fip.internals))
+
+    ours = (dnat_chain, snat_chain)
+    content = {}
+    for chain in ours:
+        # Rules without a FIP comment in our chains are someone else's: kept, first.
+        content[chain] = [rule for rule in table.chain_rules(chain) if not is_fip_rule(rule)]
+    strays_kept = []
+    for external in sorted(final):
+        for chain, rule in final[external]:
+            if chain in ours:
+                content[chain].append(rule)
+            else:
+                strays_kept.append((chain, rule))
+    for external, fip in current.items():
+        result.lines.extend('-D %s %s' % (chain, rule) for chain, rule in fip.rules
+                            if chain not in ours and (chain, rule) not in final.get(external, []))
+    for chain, parents in ((dnat_chain, DNAT_PARENTS), (snat_chain, SNAT_PARENTS)):
+        if content[chain]:
+            result.lines.extend(ipt.reconcile_chain(table, chain, content[chain], parents, JUMP_COMMENT))
+        else:
+            result.lines.extend(ipt.remove_chain(table, chain))
+
+    result.before = view(table.rules, ours, [(chain, rule) for fip in current.values() for chain, rule in fip.rules if chain not in ours])
+    result.after = view(content, ours, strays_kept) if result.lines else result.before
+    return result
+
+
+def view(rules, ours, strays):
+    """What this module manages in one family, as iptables-save lines: our chains, then FIP rules elsewhere."""
+    lines = ['-A %s %s' % (chain, rule) for chain in ours for rule in rules.get(chain, [])]
+    return lines + ['-A %s %s' % (chain, rule) for chain, rule in strays]
+
+
+def diff_text(views):
+    """{family: [lines]} -> one string with a header per family, for diff mode."""
+    return ''.join('# %s\n%s' % (family, ''.join(line + '\n' for line in views[family])) for family in FAMILIES)

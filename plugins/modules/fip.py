@@ -1,0 +1,220 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: fip
+short_description: Floating IPs (1:1 DNAT and SNAT) on a gateway, IPv4 and IPv6
+description:
+  - Maps external IPs to internal IPs in table C(nat) of each address family, the way Kube-OVN's VPC NAT
+    gateway and OpenStack Neutron do, for IPv4 and IPv6 alike.
+  - "Per FIP: C(-d EXTERNAL -j DNAT --to-destination INTERNAL) in O(dnat_chain), jumped to from C(PREROUTING)
+    and from C(OUTPUT) (so the gateway itself reaches the FIP), and C(-s INTERNAL -j SNAT --to-source EXTERNAL)
+    in O(snat_chain), jumped to from C(POSTROUTING)."
+  - "Every rule of a FIP carries the comment C(clusternet fip EXTERNAL), EXTERNAL written as dotted IPv4 or
+    compressed lower-case IPv6 (for example C(clusternet fip 2001:db8::10)), so a FIP is found and removed by its
+    external IP alone, wherever its rules are. The jumps carry the comment C(clusternet fip)."
+  - The kernel is read on every run (one C(iptables-save -t nat) per family). Any difference rebuilds both chains
+    of a family in one C(iptables-restore --noflush -w) transaction, so a FIP's rules appear or disappear together,
+    even if the run is killed. A family without FIPs has no chains and no jumps.
+  - Rules without a FIP comment, in our chains or anywhere else, are never touched.
+  - When a FIP is removed, or its external IP is mapped to another internal IP, the conntrack entries of the old
+    mapping are deleted after the rules changed, in both directions (original destination the external IP,
+    original source the old internal IP), so established flows do not keep using it. Other entries stay.
+  - Writers of this collection are serialized by a host lock.
+version_added: 0.1.0
+author: clusternet maintainers
+requirements:
+  - iptables (iptables-save, iptables-restore, ip6tables-save, ip6tables-restore)
+  - pyroute2 >= 0.7.2 when O(flush_conntrack=true)
+extends_documentation_fragment:
+  - clusternet.node.attributes
+options:
+  floating_ips:
+    description:
+      - The FIPs, IPv4 and IPv6 mixed. An external IP and an internal IP may each appear once.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      external_ip:
+        description:
+          - The floating (public) address.
+        type: str
+        required: true
+      internal_ip:
+        description:
+          - The address the FIP maps to, of the same family as O(floating_ips[].external_ip).
+          - Required with O(state=present); ignored with O(state=absent), where the external IP alone finds the FIP.
+        type: str
+  exclusive:
+    description:
+      - With O(state=present), remove every FIP of this module that is not listed.
+      - When false, FIPs not listed keep their rules as they are. Not used with O(state=absent).
+    type: bool
+    default: true
+  dnat_chain:
+    description:
+      - The nat chain that holds the DNAT rules (at most 28 characters).
+    type: str
+    default: CLUSTERNET-FIP-DNAT
+  snat_chain:
+    description:
+      - The nat chain that holds the SNAT rules (at most 28 characters).
+    type: str
+    default: CLUSTERNET-FIP-SNAT
+  flush_conntrack:
+    description:
+      - Delete the conntrack entries of removed and remapped FIPs.
+    type: bool
+    default: true
+  state:
+    description:
+      - V(present) adds or updates the listed FIPs; V(absent) removes them.
+    type: str
+    choices: [present, absent]
+    default: present
+notes:
+  - Conntrack entries are read and deleted over netlink with pyroute2. The table is dumped unfiltered and matched in
+    Python, because the kernel's IPv6 address filter is not reliable on every kernel.
+'''
+
+EXAMPLES = r'''
+- name: Dual-stack floating IPs; any other FIP of this module is removed
+  clusternet.node.fip:
+    floating_ips:
+      - external_ip: 198.51.100.10
+        internal_ip: 10.0.0.5
+      - external_ip: "2001:db8:ff::10"
+        internal_ip: "fd00:10::5"
+
+- name: Add one FIP and leave the others alone
+  clusternet.node.fip:
+    floating_ips:
+      - external_ip: 198.51.100.11
+        internal_ip: 10.0.0.6
+    exclusive: false
+
+- name: Remove a FIP by its external IP alone
+  clusternet.node.fip:
+    floating_ips:
+      - external_ip: 198.51.100.10
+    state: absent
+'''
+
+RETURN = r'''
+ipv4:
+  description: What the run did (would do, in check mode) in the IPv4 nat table.
+  returned: always
+  type: dict
+  contains:
+    added:
+      description: FIPs that had no rule before.
+      type: list
+      elements: dict
+      sample: [{external_ip: 198.51.100.10, internal_ip: 10.0.0.5}]
+    changed:
+      description: FIPs whose rules were rewritten; C(previous_internal_ip) is the one their DNAT rule named.
+      type: list
+      elements: dict
+      sample: [{external_ip: 198.51.100.10, internal_ip: 10.0.0.6, previous_internal_ip: 10.0.0.5}]
+    removed:
+      description: FIPs whose every rule was removed; C(internal_ip) as their rules named it.
+      type: list
+      elements: dict
+      sample: [{external_ip: 198.51.100.10, internal_ip: 10.0.0.5}]
+    payload:
+      description: The iptables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+      type: str
+      sample: "*nat\n:CLUSTERNET-FIP-DNAT - [0:0]\n...\nCOMMIT\n"
+    conntrack_flushed:
+      description: Conntrack entries deleted (that would be deleted, in check mode).
+      type: int
+      sample: 2
+ipv6:
+  description: The same for the IPv6 nat table.
+  returned: always
+  type: dict
+  contains:
+    added:
+      description: FIPs that had no rule before.
+      type: list
+      elements: dict
+    changed:
+      description: FIPs whose rules were rewritten.
+      type: list
+      elements: dict
+    removed:
+      description: FIPs whose every rule was removed.
+      type: list
+      elements: dict
+    payload:
+      description: The ip6tables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+      type: str
+    conntrack_flushed:
+      description: Conntrack entries deleted (that would be deleted, in check mode).
+      type: int
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.clusternet.node.plugins.module_utils import conntrack, fip
+from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
+from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES
+from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            floating_ips=dict(type='list', elements='dict', default=[], options=dict(
+                external_ip=dict(type='str', required=True),
+                internal_ip=dict(type='str'),
+            )),
+            exclusive=dict(type='bool', default=True),
+            dnat_chain=dict(type='str', default='CLUSTERNET-FIP-DNAT'),
+            snat_chain=dict(type='str', default='CLUSTERNET-FIP-SNAT'),
+            flush_conntrack=dict(type='bool', default=True),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        wanted = fip.validate(params['floating_ips'], params['state'], params['dnat_chain'], params['snat_chain'])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if params['flush_conntrack'] and not conntrack.HAS_PYROUTE2:
+        module.fail_json(msg=missing_required_lib('pyroute2'), exception=conntrack.IMPORT_ERROR)
+
+    result = {'changed': False}
+    with host_lock():
+        plans = {}
+        for family in FAMILIES:
+            table = ipt.save_table(module, family, fip.TABLE)
+            try:
+                plans[family] = fip.plan(table, wanted[family], params['state'], params['exclusive'], params['dnat_chain'], params['snat_chain'])
+            except ValueError as exc:
+                module.fail_json(msg=str(exc))
+        for family in FAMILIES:
+            payload = ipt.render_restore(fip.TABLE, plans[family].lines)
+            if payload and not module.check_mode:
+                ipt.restore(module, family, payload)
+            flushed = 0
+            if params['flush_conntrack']:
+                sources = set(internal for _external, internals in plans[family].flush for internal in internals)
+                destinations = set(external for external, _internals in plans[family].flush)
+                flushed = conntrack.flush(family, sources, destinations, module.check_mode)
+            result[family] = dict(added=plans[family].added, changed=plans[family].changed, removed=plans[family].removed,
+                                  payload=payload, conntrack_flushed=flushed)
+            result['changed'] = result['changed'] or bool(payload) or bool(flushed)
+    if module._diff:
+        result['diff'] = dict((key, fip.diff_text(dict((family, getattr(plans[family], key)) for family in FAMILIES))) for key in ('before', 'after'))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
