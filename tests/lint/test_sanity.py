@@ -1,0 +1,73 @@
+"""`ansible-test sanity` over the collection, every default test, on every
+Python version ansible-core supports that this machine has, offline (see
+ansible_test_offline.py). ansible-test runs once; each of its tests is one
+pytest test here, judged from ansible-test's JUnit results."""
+
+import glob
+import os
+import subprocess
+import xml.etree.ElementTree as ElementTree
+
+import ansible_test_offline
+import gates
+import pytest
+
+JUNIT = os.path.join(gates.REPO, 'tests', 'output', 'junit')
+
+# Skips that are no gap: the test has nothing to check in this collection.
+NOT_APPLICABLE = {
+    'pslint': 'the collection has no PowerShell',
+}
+
+
+def list_tests():
+    root, env = ansible_test_offline.prepare()
+    proc = subprocess.run(ansible_test_offline.command(['--list-tests']), cwd=root, env=env,
+                          capture_output=True, text=True, check=True)
+    return proc.stdout.split()
+
+
+SANITY_TESTS = list_tests()
+
+
+@pytest.fixture(scope='module')
+def sanity():
+    """Run ansible-test sanity once; returns (process, {test: [(name, failure, skipped)]})."""
+    for stale in glob.glob(os.path.join(JUNIT, 'ansible-test-sanity-*.xml')):
+        os.remove(stale)
+    root, env = ansible_test_offline.prepare()
+    proc = gates.run(ansible_test_offline.command(['--junit']), cwd=root, env=env, timeout=1800)
+    results = {}
+    for path in glob.glob(os.path.join(JUNIT, 'ansible-test-sanity-*.xml')):
+        for case in ElementTree.parse(path).iter('testcase'):
+            failure, skipped = case.find('failure'), case.find('skipped')
+            test = case.get('name').split('-python-')[0]
+            results.setdefault(test, []).append((
+                case.get('name'),
+                None if failure is None else '%s\n%s' % (failure.get('message'), failure.text),
+                None if skipped is None else skipped.text,
+            ))
+    return proc, results
+
+
+def test_sanity_exit_code(sanity):
+    """ansible-test itself says the run passed (catches anything the per-test results miss)."""
+    gates.assert_passes(sanity[0])
+
+
+@pytest.mark.parametrize('test', SANITY_TESTS)
+def test_sanity(sanity, test):
+    proc, results = sanity
+    assert test in results, 'ansible-test wrote no result for %s:\n%s' % (test, proc.stdout[-6000:])
+    failures = ['%s: %s' % (name, failure) for name, failure, _ in results[test] if failure]
+    assert not failures, '\n'.join(failures)
+    skips = ['%s: %s' % (name, skipped) for name, _, skipped in results[test] if skipped]
+    if not skips:
+        return
+    if test in NOT_APPLICABLE:
+        pytest.skip('%s: not applicable, %s' % (test, NOT_APPLICABLE[test]))
+    missing_python = [skip for skip in skips if 'could not be found' in skip]
+    assert missing_python == skips, 'ansible-test skipped %s here:\n%s' % (test, '\n'.join(skips))
+    ran = [name for name, _, skipped in results[test] if not skipped]
+    assert ran, 'ansible-test ran %s on no Python at all:\n%s' % (test, '\n'.join(skips))
+    pytest.skip('ran on %s; interpreter missing on this machine: %s' % (', '.join(ran), '; '.join(missing_python)))
