@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
-	podman runc catatonit debootstrap uidmap
+	podman runc catatonit debootstrap uidmap shellcheck
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup apt venv test unit integration lint molecule build bench lab lab-down clean
