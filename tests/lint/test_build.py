@@ -1,0 +1,93 @@
+"""The release artifact: `ansible-galaxy collection build` gives a clean tarball that
+installs, and `ansible-doc` renders every installed module's docs with examples that
+are tasks of that module (`make build` runs this file)."""
+
+import glob
+import json
+import os
+import tarfile
+
+import gates
+import pytest
+import yaml
+
+MODULES = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(gates.REPO, 'plugins', 'modules', '*.py'))
+                 if not path.endswith('__init__.py'))
+
+# What must never ship: the venv, build and test output, lab state, caches, VCS data.
+FORBIDDEN = ('.venv/', 'build/', 'tests/output/', 'lab/.state/', 'lab/image/', 'bench/results/', '.git/',
+             '.pytest_cache/', '.ruff_cache/', '.ansible/', '.cache/', '__pycache__/')
+FORBIDDEN_SUFFIXES = ('.pyc', '.tar.gz', '.retry', '.log')
+
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    """Build the collection into a temp dir and install the tarball into a temp collections path."""
+    tmp = tmp_path_factory.mktemp('galaxy')
+    proc = gates.run([gates.tool('ansible-galaxy'), 'collection', 'build', '--output-path', str(tmp)])
+    gates.assert_passes(proc)
+    tarballs = glob.glob(str(tmp / '*.tar.gz'))
+    assert len(tarballs) == 1, proc.stdout
+    collections = tmp / 'collections'
+    proc = gates.run([gates.tool('ansible-galaxy'), 'collection', 'install', '--offline', '-p', str(collections), tarballs[0]])
+    gates.assert_passes(proc)
+    return tarballs[0], str(collections)
+
+
+def doc_env(collections):
+    return {'ANSIBLE_COLLECTIONS_PATH': collections, 'ANSIBLE_NOCOLOR': '1', 'ANSIBLE_PAGER': 'cat'}
+
+
+def test_tarball_is_clean(installed):
+    with tarfile.open(installed[0]) as tar:
+        names = tar.getnames()
+    assert 'MANIFEST.json' in names and 'FILES.json' in names
+    assert 'galaxy.yml' not in names  # build turns it into MANIFEST.json
+    bad = [name for name in names
+           if any('/' + part in '/' + name + '/' for part in FORBIDDEN) or name.endswith(FORBIDDEN_SUFFIXES)]
+    assert not bad, 'the artifact ships files it must not: %s' % ', '.join(sorted(bad))
+    for module in MODULES:
+        assert 'plugins/modules/%s.py' % module in names
+
+
+def test_installed_collection_lists(installed):
+    proc = gates.run([gates.tool('ansible-galaxy'), 'collection', 'list', '--format', 'json', '-p', installed[1]],
+                     env=doc_env(installed[1]))
+    gates.assert_passes(proc)
+    listed = {name: info for path in json.loads(proc.stdout).values() for name, info in path.items()}
+    assert 'clusternet.node' in listed, proc.stdout
+    with open(os.path.join(gates.REPO, 'galaxy.yml')) as handle:
+        assert listed['clusternet.node']['version'] == yaml.safe_load(handle)['version']
+
+
+def test_installed_modules_are_the_repo_modules(installed):
+    shipped = glob.glob(os.path.join(installed[1], 'ansible_collections', 'clusternet', 'node', 'plugins', 'modules', '*.py'))
+    assert sorted(os.path.basename(path)[:-3] for path in shipped if not path.endswith('__init__.py')) == MODULES
+    assert MODULES, 'the collection has no modules'
+
+
+@pytest.mark.parametrize('module', MODULES)
+def test_ansible_doc_renders(installed, module, tmp_path):
+    fqcn = 'clusternet.node.' + module
+    env = doc_env(installed[1])
+    proc = gates.run([gates.tool('ansible-doc'), '--json', fqcn], env=env)
+    gates.assert_passes(proc)
+    doc = json.loads(proc.stdout)[fqcn]
+    assert doc['doc']['module'] == module
+    assert {'check_mode', 'diff_mode', 'platform'} <= set(doc['doc'].get('attributes', {})), 'attributes missing'
+    assert doc['doc'].get('options'), 'no options documented'
+    assert doc.get('return'), 'no return values documented'
+
+    examples = yaml.safe_load(doc['examples'])
+    assert isinstance(examples, list) and examples, 'EXAMPLES is not a list of tasks'
+    for task in examples:
+        assert isinstance(task, dict) and task.get('name'), 'every example is a named task: %r' % (task,)
+    assert any(fqcn in task for task in examples), 'no example calls %s by its FQCN' % fqcn
+
+    # The text a user reads shows the examples, and they parse as a playbook's tasks.
+    proc = gates.run([gates.tool('ansible-doc'), fqcn], env=env)
+    gates.assert_passes(proc)
+    assert 'EXAMPLES:' in proc.stdout and fqcn + ':' in proc.stdout.split('EXAMPLES:', 1)[1], proc.stdout
+    playbook = tmp_path / 'examples.yml'
+    playbook.write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': examples}]))
+    gates.assert_passes(gates.run([gates.tool('ansible-playbook'), '--syntax-check', '-i', 'localhost,', str(playbook)], env=env))
