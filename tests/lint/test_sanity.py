@@ -3,10 +3,11 @@ Python version ansible-core supports that this machine has, offline (see
 ansible_test_offline.py). ansible-test runs once; each of its tests is one
 pytest test here, judged from ansible-test's JUnit results."""
 
+import collections
 import glob
 import os
 import subprocess
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import ansible_test_offline
 import gates
@@ -32,9 +33,12 @@ def list_tests():
 SANITY_TESTS = list_tests()
 
 
+Result = collections.namedtuple('Result', 'name failure skipped')
+
+
 @pytest.fixture(scope='module')
 def sanity():
-    """Run ansible-test sanity once; returns (process, {test: [(name, failure, skipped)]})."""
+    """Run ansible-test sanity once; returns (process, {test: [Result per Python version]})."""
     for stale in glob.glob(os.path.join(JUNIT, 'ansible-test-sanity-*.xml')):
         os.remove(stale)
     root, env = ansible_test_offline.prepare()
@@ -44,7 +48,7 @@ def sanity():
         for case in ElementTree.parse(path).iter('testcase'):
             failure, skipped = case.find('failure'), case.find('skipped')
             test = case.get('name').split('-python-')[0]
-            results.setdefault(test, []).append((
+            results.setdefault(test, []).append(Result(
                 case.get('name'),
                 None if failure is None else '%s\n%s' % (failure.get('message'), failure.text),
                 None if skipped is None else skipped.text,
@@ -61,17 +65,17 @@ def test_sanity_exit_code(sanity):
 def test_sanity(sanity, test):
     proc, results = sanity
     assert test in results, 'ansible-test wrote no result for %s:\n%s' % (test, proc.stdout[-6000:])
-    failures = ['%s: %s' % (name, failure) for name, failure, _ in results[test] if failure]
+    failures = ['%s: %s' % (result.name, result.failure) for result in results[test] if result.failure]
     assert not failures, '\n'.join(failures)
-    skips = ['%s: %s' % (name, skipped) for name, _, skipped in results[test] if skipped]
+    skips = ['%s: %s' % (result.name, result.skipped) for result in results[test] if result.skipped]
     if not skips:
         return
-    if skips == ['%s: No tests applicable.' % name for name, _, _ in results[test]]:
+    if skips == ['%s: No tests applicable.' % result.name for result in results[test]]:
         warnings = [line for line in proc.stdout.splitlines() if line.startswith('WARNING')]
         assert test in NOT_APPLICABLE, 'ansible-test skipped %s: nothing to check, or its tool is missing:\n%s' % (test, '\n'.join(warnings))
         pytest.skip('%s: not applicable, %s' % (test, NOT_APPLICABLE[test]))
     missing_python = [skip for skip in skips if 'could not be found' in skip]
     assert missing_python == skips, 'ansible-test skipped %s here:\n%s' % (test, '\n'.join(skips))
-    ran = [name for name, _, skipped in results[test] if not skipped]
+    ran = [result.name for result in results[test] if not result.skipped]
     assert ran, 'ansible-test ran %s on no Python at all:\n%s' % (test, '\n'.join(skips))
     pytest.skip('ran on %s; interpreter missing on this machine: %s' % (', '.join(ran), '; '.join(missing_python)))
