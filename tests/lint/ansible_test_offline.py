@@ -109,15 +109,16 @@ def seed_pip_bootstrap(pip_version):
     return script
 
 
-def prepare():
-    """Interpreters, pip bootstrap and collection link in place; returns (cwd, env) to run ansible-test with."""
+def prepare(root=None):
+    """Interpreters, pip bootstrap and collection link in place; returns (cwd, env) to run ansible-test with.
+    root: the collection to test, by default this checkout through the harness's link."""
     found, missing = link_interpreters()
     for version in pip_versions(found):
         seed_pip_bootstrap(version)
     sys.stderr.write('ansible-test sanity: Python %s\n' % ', '.join('%s=%s' % item for item in found.items()))
     if missing:
         sys.stderr.write('ansible-test sanity: NOT available here, not tested: Python %s\n' % ', '.join(missing))
-    root = os.path.join(link_collection(), 'ansible_collections', 'clusternet', 'node')
+    root = root or os.path.join(link_collection(), 'ansible_collections', 'clusternet', 'node')
     env = dict(os.environ)
     env.update({
         'HOME': HOME,

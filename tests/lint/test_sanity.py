@@ -79,3 +79,56 @@ def test_sanity(sanity, test):
     ran = [result.name for result in results[test] if not result.skipped]
     assert ran, 'ansible-test ran %s on no Python at all:\n%s' % (test, '\n'.join(skips))
     pytest.skip('ran on %s; interpreter missing on this machine: %s' % (', '.join(ran), '; '.join(missing_python)))
+
+
+
+SCRATCH_MODULE = '''#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: %(name)s
+short_description: A module the sanity gate must reject
+description: A module the sanity gate must reject.
+author: Nobody (@nobody)
+options: {}
+"""
+EXAMPLES = r"""
+- name: Run it
+  clusternet.node.%(name)s:
+"""
+RETURN = r""" # """
+
+%(imports)s
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    AnsibleModule(argument_spec=dict(%(options)s), supports_check_mode=True).exit_json(changed=False)
+
+
+if __name__ == '__main__':
+    main()
+'''
+
+
+def test_sanity_gate_rejects_unguarded_import_and_undocumented_option(tmp_path):
+    """The same runner over a scratch collection: a module importing pyroute2 unguarded must fail
+    the import test, one with an undocumented option must fail validate-modules."""
+    root = tmp_path / 'ansible_collections' / 'clusternet' / 'node'
+    (root / 'plugins' / 'modules').mkdir(parents=True)
+    (root / 'meta').mkdir()
+    for name in ('galaxy.yml', os.path.join('meta', 'runtime.yml')):
+        (root / name).write_text(open(os.path.join(gates.REPO, name)).read())
+    (root / 'plugins' / 'modules' / 'unguarded.py').write_text(
+        SCRATCH_MODULE % {'name': 'unguarded', 'imports': 'import pyroute2  # noqa: F401\n', 'options': ''})
+    (root / 'plugins' / 'modules' / 'undocumented.py').write_text(
+        SCRATCH_MODULE % {'name': 'undocumented', 'imports': '', 'options': "hidden=dict(type='str')"})
+    cwd, env = ansible_test_offline.prepare(str(root))
+    proc = gates.run(ansible_test_offline.command(['--test', 'import', '--test', 'validate-modules', '--python', '3.11']),
+                     cwd=cwd, env=env)
+    assert proc.returncode != 0, proc.stdout
+    assert "plugins/modules/unguarded.py:20:0: traceback: ModuleNotFoundError: No module named 'pyroute2'" in proc.stdout, proc.stdout
+    assert "plugins/modules/undocumented.py:0:0: undocumented-parameter: Argument 'hidden'" in proc.stdout, proc.stdout
