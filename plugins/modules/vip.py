@@ -1,0 +1,223 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: vip
+short_description: Service VIPs on a local interface, with routes the node itself can use
+description:
+  - Puts service VIPs of both families on a local interface (kube-router's C(kube-dummy-if)) as C(/32) or C(/128)
+    and gives each exactly the route host-originated traffic needs:
+    C(local VIP dev IF table local proto kernel scope host src NODE_IP), with the node IP of the VIP's family.
+  - For IPv6 no other route to the VIP's C(/128) is left in any table. The kernel adds a main-table prefix route
+    (metric 256) and a local-table route (metric 0, no source) for every IPv6 address, which make the VIP
+    unreachable from the node itself (kube-router issue 1698); this module deletes them.
+  - The kernel re-adds its routes when an address is re-added or the link comes back up. Every run reads the
+    kernel afresh (one link dump, one address dump, one route dump per family) and repairs them.
+  - IPv6 VIPs are added with C(nodad) and C(noprefixroute), so they are usable at once and the kernel adds
+    no main-table route for them, not even on link up.
+  - Links, addresses and routes are read and written over netlink with pyroute2, one targeted call per change.
+  - Runs of this collection's modules on one host are serialized by a host lock.
+  - All input is validated before the kernel is touched; a node IP must be a local address of another interface.
+version_added: 1.0.0
+author: clusternet.node contributors
+requirements:
+  - pyroute2 0.7.2 or later on the managed node (Debian 12 C(python3-pyroute2) works)
+extends_documentation_fragment:
+  - clusternet.node.attributes
+options:
+  interface:
+    description:
+      - The interface that holds the VIPs. It is created with O(link_kind) when missing and brought up.
+    type: str
+    default: kube-dummy-if
+  link_kind:
+    description:
+      - The link kind used when the interface must be created. Any kind the kernel has, for example C(ifb)
+        where the kernel has no C(dummy). An existing interface is used whatever its kind.
+    type: str
+    default: dummy
+  addresses:
+    description:
+      - The VIPs, IPv4 and IPv6 mixed, bare or as C(/32) and C(/128). Duplicates count once.
+    type: list
+    elements: str
+    default: []
+  node_ips:
+    description:
+      - The node's own addresses, at most one per family, used as the source of the VIPs' routes.
+      - Required for every family that has a VIP when O(state=present). Each must be a local address of an
+        interface other than O(interface).
+    type: list
+    elements: str
+    default: []
+  exclusive:
+    description:
+      - With O(state=present), V(true) removes addresses on O(interface) that are not in O(addresses),
+        with their routes. With O(state=absent), V(true) removes all of them.
+      - IPv6 link-local addresses are never touched.
+    type: bool
+    default: true
+  state:
+    description:
+      - V(present) puts the VIPs and their routes in place.
+      - V(absent) removes the listed VIPs and their routes (all addresses on the interface when O(exclusive)).
+    type: str
+    choices: [present, absent]
+    default: present
+  delete_interface:
+    description:
+      - With O(state=absent), delete the interface itself, and with it all its addresses and routes.
+    type: bool
+    default: false
+notes:
+  - An existing address of a VIP with another prefix length is replaced by the C(/32) or C(/128).
+  - IPv4 routes to a VIP are only compared on O(interface); IPv6 routes to a VIP are compared in every table on every link.
+  - In check mode a missing or down interface is reported as created or brought up, and the plan is made from
+    the current routes, without the ones the kernel would add on link up.
+'''
+
+EXAMPLES = r'''
+- name: Service VIPs of both families, reachable from the node itself
+  clusternet.node.vip:
+    addresses:
+      - 10.96.0.10
+      - 10.96.0.1/32
+      - fd00:10:96::a
+    node_ips:
+      - 192.168.1.10
+      - 2001:db8:1::10
+
+- name: Add one VIP, keep the others, on a kernel without dummy links
+  clusternet.node.vip:
+    interface: vips0
+    link_kind: ifb
+    exclusive: false
+    addresses: [10.96.0.53]
+    node_ips: [192.168.1.10]
+
+- name: Remove two VIPs and their routes, keep the rest
+  clusternet.node.vip:
+    state: absent
+    exclusive: false
+    addresses: [10.96.0.53, fd00:10:96::35]
+
+- name: Remove every VIP and the interface
+  clusternet.node.vip:
+    state: absent
+    delete_interface: true
+'''
+
+RETURN = r'''
+changed:
+  description: Whether the interface, a VIP or a route was changed (or would be, in check mode).
+  returned: always
+  type: bool
+interface:
+  description: What happened to the interface.
+  returned: success
+  type: dict
+  contains:
+    name:
+      description: The interface's name.
+      type: str
+      sample: kube-dummy-if
+    created:
+      description: Whether it was created.
+      type: bool
+    set_up:
+      description: Whether it was brought up.
+      type: bool
+    deleted:
+      description: Whether it was deleted.
+      type: bool
+ipv4:
+  description: IPv4 changes.
+  returned: success
+  type: dict
+  contains:
+    added:
+      description: VIPs added, sorted.
+      type: list
+      elements: str
+      sample: [10.96.0.10]
+    removed:
+      description: Addresses removed from the interface, sorted.
+      type: list
+      elements: str
+      sample: [10.96.0.11]
+    routes_added:
+      description: Routes added or replaced, as C(ip route) prints them, sorted.
+      type: list
+      elements: str
+      sample: [local 10.96.0.10 dev kube-dummy-if table local proto kernel scope host src 192.168.1.10]
+    routes_removed:
+      description: Routes that existed before the run and were removed or replaced, sorted.
+      type: list
+      elements: str
+      sample: [local 10.96.0.10 dev kube-dummy-if table local proto kernel scope host src 10.96.0.10]
+ipv6:
+  description: IPv6 changes. Routes the kernel adds for a new address and this run deletes are in neither list.
+  returned: success
+  type: dict
+  contains:
+    added:
+      description: VIPs added, sorted.
+      type: list
+      elements: str
+      sample: ['fd00:10:96::a']
+    removed:
+      description: Addresses removed from the interface, sorted.
+      type: list
+      elements: str
+      sample: []
+    routes_added:
+      description: Routes added or replaced, as C(ip route) prints them, sorted.
+      type: list
+      elements: str
+      sample: ['local fd00:10:96::a dev kube-dummy-if table local proto kernel src 2001:db8:1::10 metric 1024']
+    routes_removed:
+      description: Routes that existed before the run and were removed, sorted.
+      type: list
+      elements: str
+      sample: ['fd00:10:96::a dev kube-dummy-if proto kernel metric 256',
+               'local fd00:10:96::a dev kube-dummy-if table local proto kernel metric 0']
+diff:
+  description: The interface, its addresses and each address's routes, before and after.
+  returned: diff mode
+  type: dict
+  contains:
+    before:
+      description: State before the run.
+      type: str
+    after:
+      description: State after the run.
+      type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.clusternet.node.plugins.module_utils import netlink
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            interface=dict(type='str', default='kube-dummy-if'),
+            link_kind=dict(type='str', default='dummy'),
+            addresses=dict(type='list', elements='str', default=[]),
+            node_ips=dict(type='list', elements='str', default=[]),
+            exclusive=dict(type='bool', default=True),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            delete_interface=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    module.exit_json(**netlink.run(module))
+
+
+if __name__ == '__main__':
+    main()
