@@ -62,6 +62,14 @@ def switch_name(prefix):
     return prefix + '-sw'
 
 
+def outside_name(prefix):
+    return prefix + '-outside'
+
+
+def pod_name(prefix, pod):
+    return '%s-pod-%s' % (prefix, pod['name'])
+
+
 def short(text, lead):
     """An interface name (15 characters at most) that is stable for text."""
     return lead + hashlib.sha1(text.encode()).hexdigest()[:10]
@@ -99,7 +107,7 @@ def plan(spec):
             if other != name:
                 peer = cluster['nodes'][other_box['host']]
                 box['routes'] += [(cidr, node_ip[other_box['host']][family(cidr)]) for cidr in peer['pod_cidrs']]
-    containers[prefix + '-outside'] = {
+    containers[outside_name(prefix)] = {
         'role': 'outside',
         'addresses': ['%s/%d' % (ip, networks[family(ip)].prefixlen) for ip in spec['outside']],
         'routes': [(host_route(fip['external_ip']), node_ip[fip['gateway']][family(fip['external_ip'])])
@@ -107,7 +115,7 @@ def plan(spec):
     }
     by_host = dict((box['host'], name) for name, box in containers.items() if box['role'] == 'node')
     for pod in cluster.get('pods') or []:
-        name = '%s-pod-%s' % (prefix, pod['name'])
+        name = pod_name(prefix, pod)
         if name in containers:
             raise SystemExit('labnet: two pods are named %s' % pod['name'])
         cidrs = cluster['nodes'][pod['node']]['pod_cidrs']

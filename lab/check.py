@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The last step of `make lab`: print each node's host state as the kernel holds it,
+run real-traffic checks derived from the inventory's cluster intent, and end with
+one verdict line; exit 1 when any check failed.
+
+usage: check.py INVENTORY RECAP_LOG [--expect-unchanged]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import hoststate as hs  # noqa: E402
+import labnet  # noqa: E402
+
+# The roles' defaults, which the lab keeps.
+VIP_DEV = 'kube-dummy-if'
+MASQ_CHAIN = 'CLUSTERNET-POSTRTG'
+DNAT_CHAIN = 'CLUSTERNET-FIP-DNAT'
+RECAP = re.compile(r'^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)')
+DNAT = re.compile(r'-d (\S+?)(?:/\d+)? .*--to-destination (\S+)')
+
+
+class Verdict(object):
+    def __init__(self):
+        self.failed = []
+        self.total = 0
+
+    def check(self, what, ok, detail):
+        self.total += 1
+        if not ok:
+            self.failed.append(what)
+        print('  [%s] %s: %s' % ('ok' if ok else 'FAIL', what, detail))
+
+
+def inventory(path):
+    ansible_inventory = os.path.join(os.path.dirname(sys.executable), 'ansible-inventory')
+    out = subprocess.run([ansible_inventory, '-i', path, '--list'], capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    hostvars = data['_meta']['hostvars']
+    nodes = data['clusternet_nodes'].get('hosts') or []
+    for child in data['clusternet_nodes'].get('children') or []:
+        nodes += data[child].get('hosts') or []
+    return dict((node, hostvars[node]) for node in sorted(nodes))
+
+
+def by_family(values):
+    return dict((hs.family(value), value) for value in values)
+
+
+def summary(node, host, vips):
+    """One node's host state, read from its kernel."""
+    sets = hs.ipsets(host)
+    print('%s (%s)' % (node, host.backend.name))
+    print('  ipsets     ' + ', '.join('%s %d' % (name, len(s['members'])) for name, s in sorted(sets.items())))
+    on_dev = hs.addresses(host, VIP_DEV)
+    print('  VIPs       %s: %s' % (VIP_DEV, ' '.join(on_dev) if on_dev is not None else 'absent'))
+    srcs = sorted(set(route.get('prefsrc', '-') for vip in vips for route in hs.routes_to(host, vip) if route.get('table') == 'local'))
+    print('  VIP src    ' + (' '.join(srcs) or 'none'))
+    for fam in ('ipv4', 'ipv6'):
+        chains = hs.nat(host, fam)
+        masq = chains.get(MASQ_CHAIN)
+        fips = ['%s -> %s' % DNAT.search(rule).groups() for rule in chains.get(DNAT_CHAIN, []) if DNAT.search(rule)]
+        print('  %s       masquerade %s; FIPs %s' % (
+            fam, '%s (%d rules, %d jumps)' % (MASQ_CHAIN, len(masq), len(hs.jumps(chains, 'POSTROUTING', MASQ_CHAIN)))
+            if masq is not None else 'none', ', '.join(fips) or 'none'))
+
+
+def check_recap(verdict, path, nodes, expect_unchanged):
+    recap = {}
+    with open(path) as log:
+        for line in log:
+            match = RECAP.match(line)
+            if match:
+                recap[match.group(1)] = tuple(int(n) for n in match.group(2, 3, 4))
+    bad = [node for node in nodes if node not in recap or recap[node][1] or recap[node][2]]
+    verdict.check('converge', not bad, 'site.yml reached every node without failure' if not bad else 'failed or missing: %s' % ', '.join(bad))
+    if expect_unchanged:
+        changed = ['%s changed=%d' % (node, recap[node][0]) for node in nodes if node in recap and recap[node][0]]
+        verdict.check('re-converge', not changed, 'changed=0 on every host' if not changed else ', '.join(changed))
+
+
+def main(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument('inventory')
+    parser.add_argument('recap')
+    parser.add_argument('--expect-unchanged', action='store_true', help='the lab existed already: site.yml must change nothing')
+    args = parser.parse_args(argv)
+
+    nodes = inventory(args.inventory)
+    first = nodes[sorted(nodes)[0]]
+    cluster, lab = first['clusternet_cluster'], first['clusternet_lab']
+    hosts = dict((node, hs.box(hostvars['ansible_host'])) for node, hostvars in nodes.items())
+    outside = hs.box(labnet.outside_name(lab['prefix']))
+    services = cluster.get('services') or []
+    vips = [ip for service in services for ip in service.get('cluster_ips', []) + service.get('external_ips', [])]
+
+    print('\n== host state per node ==')
+    for node, host in hosts.items():
+        summary(node, host, vips)
+
+    print('\n== checks ==')
+    verdict = Verdict()
+    check_recap(verdict, args.recap, nodes, args.expect_unchanged)
+    v6_vip = next((ip for service in services for ip in service.get('cluster_ips', []) if hs.family(ip) == 'ipv6'), None)
+    for node, host in hosts.items():
+        node_ips = by_family(cluster['nodes'][node]['node_ips'])
+        wrong = []
+        for vip in vips:
+            routes = hs.routes_to(host, vip)
+            if [(r.get('type'), r.get('table'), r.get('prefsrc')) for r in routes] != [('local', 'local', node_ips[hs.family(vip)])]:
+                wrong.append('%s: %s' % (vip, routes))
+        verdict.check('%s VIP routes' % node, not wrong,
+                      'each of %d VIPs has exactly one route: local, table local, src the node IP' % len(vips) if not wrong else '; '.join(wrong))
+        if v6_vip:
+            answer = hs.ask(host, v6_vip)
+            ok = answer.get('host') == host.backend.name and answer.get('peer') == node_ips['ipv6']
+            verdict.check('%s -> own IPv6 VIP' % node, ok, '[%s]:8080 answered by %s, seen from %s (want %s)' % (
+                v6_vip, answer.get('host'), answer.get('peer'), node_ips['ipv6']) if 'error' not in answer else '%s: %s' % (v6_vip, answer['error']))
+    pods = cluster.get('pods') or []
+    for fip in cluster.get('floating_ips') or []:
+        pod = next((p for p in pods if fip['internal_ip'] in p['ips']), None)
+        want = labnet.pod_name(lab['prefix'], pod) if pod else None
+        answer = hs.ask(outside, fip['external_ip'])
+        ok = want is not None and answer.get('host') == want and answer.get('local') == fip['internal_ip']
+        verdict.check('outside -> FIP %s' % fip['external_ip'], ok, 'answered by %s on %s (want %s on %s)' % (
+            answer.get('host'), answer.get('local'), want, fip['internal_ip']) if 'error' not in answer else answer['error'])
+    outside_ips = by_family(lab['outside'])
+    masqueraded = set(hs.family(cidr) for cidr in cluster['cluster_cidrs'])
+    for pod in pods:
+        node_ips = by_family(cluster['nodes'][pod['node']]['node_ips'])
+        for ip in pod['ips']:
+            fam = hs.family(ip)
+            if fam not in masqueraded:
+                continue
+            answer = hs.ask(hs.box(labnet.pod_name(lab['prefix'], pod)), outside_ips[fam])
+            ok = answer.get('source') == ip and answer.get('peer') == node_ips[fam]
+            verdict.check('pod %s masqueraded (%s)' % (pod['name'], fam), ok, 'left as %s, outside saw %s (want %s)' % (
+                answer.get('source'), answer.get('peer'), node_ips[fam]) if 'error' not in answer else answer['error'])
+
+    if verdict.failed:
+        print('\nLAB FAILED: %d of %d checks failed: %s' % (len(verdict.failed), verdict.total, ', '.join(verdict.failed)))
+        return 1
+    print('\nLAB OK: all %d checks passed on %d nodes' % (verdict.total, len(hosts)))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

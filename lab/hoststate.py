@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read a lab container's kernel state and send real traffic, for `make lab` and the
+Molecule verifiers alike. Every function takes a testinfra host (`podman://NAME`)
+and reads the kernel inside that container with the stock tools; nothing here uses
+the collection's own parsers, so a check never agrees with the code it checks by
+construction.
+"""
+
+import ipaddress
+import json
+
+import testinfra
+
+PROBE = '/usr/local/lib/clusternet/whoami.py'  # lab/whoami.py, mounted by labnet.py
+SAVE = {'ipv4': 'iptables-save', 'ipv6': 'ip6tables-save'}
+
+
+def box(name):
+    """The testinfra host of a lab container."""
+    return testinfra.get_host('podman://' + name)
+
+
+def family(value):
+    return 'ipv%d' % ipaddress.ip_network(value, strict=False).version
+
+
+def ipsets(host):
+    """{set name: {'type', 'family', 'members': set of entries}} from `ipset save`."""
+    sets = {}
+    for line in host.check_output('ipset save').splitlines():
+        words = line.split()
+        if words[:1] == ['create']:
+            options = dict(zip(words[3::2], words[4::2]))
+            sets[words[1]] = {'type': words[2], 'family': 'ipv6' if options.get('family') == 'inet6' else 'ipv4', 'members': set()}
+        elif words[:1] == ['add']:
+            sets[words[1]]['members'].add(words[2])
+    return sets
+
+
+def nat(host, fam):
+    """{chain: [rule text after `-A CHAIN `]} of the nat table, in kernel order."""
+    chains = {}
+    for line in host.check_output('%s -t nat' % SAVE[fam]).splitlines():
+        if line.startswith(':'):
+            chains.setdefault(line[1:].split()[0], [])
+        elif line.startswith('-A '):
+            chain, _, rule = line[3:].partition(' ')
+            chains.setdefault(chain, []).append(rule)
+    return chains
+
+
+def jumps(chains, parent, target):
+    """The rules of parent that jump to target."""
+    return [rule for rule in chains.get(parent, []) if rule.split()[-2:] == ['-j', target]]
+
+
+def routes_to(host, address):
+    """Every route, in every table, whose destination is exactly address (a /32 or /128)."""
+    fam = family(address)
+    out = host.check_output('ip -j -%s route show table all' % fam[-1])
+    wanted = ipaddress.ip_network(address)
+    return [route for route in json.loads(out or '[]')
+            if route['dst'] != 'default' and ipaddress.ip_network(route['dst'], strict=False) == wanted]
+
+
+def addresses(host, dev):
+    """The global addresses on dev, or None when dev does not exist."""
+    result = host.run('ip -j addr show dev %s' % dev)
+    if result.rc != 0:
+        return None
+    return [info['local'] for link in json.loads(result.stdout) for info in link['addr_info'] if info.get('scope') == 'global']
+
+
+def ask(host, address, port=8080):
+    """Connect from host to address with lab/whoami.py: {'host', 'local', 'peer', 'source'} of the
+    answering container, or {'error': ...} when nothing answered."""
+    return json.loads(host.run('python3 %s ask %s %d' % (PROBE, address, port)).stdout or '{"error": "no output"}')

@@ -1,0 +1,65 @@
+#!/bin/bash
+# make lab / make lab-down.
+#   up:   node image (built once), the lab's containers and network from
+#         inventories/lab, playbooks/site.yml, then lab/check.py's summary,
+#         traffic checks and verdict (exit 1 when a check fails).
+#   down: every container and the switch netns of the lab, and the node image.
+# Nothing here touches the root network namespace: see lab/labnet.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+INVENTORY=inventories/lab
+PREFIX=$(sed -n 's/^ *prefix: *\([A-Za-z0-9_.-]*\).*/\1/p' "$INVENTORY/hosts.yml" | head -n1)
+IMAGE=localhost/clusternet-node:bookworm
+export CONTAINERS_CONF=$REPO/lab/containers.conf
+export ANSIBLE_COLLECTIONS_PATH=$REPO/build/collections
+export ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_DISPLAY_SKIPPED_HOSTS=False ANSIBLE_LOCALHOST_WARNING=False
+export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-$([ -t 1 ] && echo 1 || echo 0)}
+VENV=$REPO/.venv
+STATE=$REPO/lab/.state  # what the last converge saw (gitignored)
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+up() {
+    bash lab/collections.sh "$VENV"
+    # The playbooks name roles as clusternet.node.*: link the checkout as that collection.
+    mkdir -p build/collections/ansible_collections/clusternet
+    ln -sfn "$REPO" build/collections/ansible_collections/clusternet/node
+
+    step "node image"
+    bash lab/image.sh
+
+    step "lab containers and network ($PREFIX)"
+    "$VENV/bin/ansible-playbook" -i "$INVENTORY" lab/create.yml
+
+    # The same intent on the same node containers as the last converge: nothing may change.
+    local key expect=() log
+    key=$( (cat "$INVENTORY"/hosts.yml "$INVENTORY"/group_vars/*/*; podman ps -q --no-trunc --filter "label=clusternet.lab=$PREFIX" | sort) | sha256sum)
+    if [ "$key" = "$(cat "$STATE/converged" 2>/dev/null)" ]; then
+        expect=(--expect-unchanged)
+    fi
+
+    step "converge playbooks/site.yml"
+    log=$(mktemp)
+    trap 'rm -f "$log"' RETURN
+    if "$VENV/bin/ansible-playbook" -i "$INVENTORY" playbooks/site.yml | tee "$log"; then
+        mkdir -p "$STATE" && echo "$key" > "$STATE/converged"
+    fi
+
+    ANSIBLE_FORCE_COLOR=0 "$VENV/bin/python" lab/check.py "$INVENTORY" "$log" "${expect[@]}"
+}
+
+down() {
+    python3 lab/labnet.py down "$PREFIX"
+    rm -rf "$STATE"
+    if podman image exists "$IMAGE"; then
+        podman rmi "$IMAGE" >/dev/null 2>&1 && echo "removed image $IMAGE" \
+            || echo "kept image $IMAGE: containers outside the lab (Molecule?) still use it"
+    fi
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac
