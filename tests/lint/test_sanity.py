@@ -13,6 +13,8 @@ import ansible_test_offline
 import gates
 import pytest
 
+pytestmark = pytest.mark.slow
+
 JUNIT = os.path.join(gates.REPO, 'tests', 'output', 'junit')
 
 # ansible-test reports "No tests applicable." for these: nothing in the collection is of
