@@ -42,6 +42,7 @@ EXAMPLE = {
 }
 # The kernel refuses a /0 in these types; like kube-router, /0 becomes two /1.
 SPLIT_ZERO = ('hash:net', 'hash:net,port', 'hash:ip,port,net')
+ZERO_HALVES = {4: ('0.0.0.0/1', '128.0.0.0/1'), 6: ('::/1', '8000::/1')}
 
 
 def shape(set_type):
@@ -70,18 +71,48 @@ def set_names(name, ipv6_name, families):
 
 # --- entries ----------------------------------------------------------------
 
+def _packed(text, parse):
+    """(version, packed bytes) of an address. inet_pton/inet_ntop are what ipset
+    itself uses, so inet_ntop prints an address exactly as `ipset save` does
+    (::ffff:1.2.3.4 included); on error, `parse` raises the family module's message."""
+    af = socket.AF_INET6 if ':' in text else socket.AF_INET
+    try:
+        return (6 if af == socket.AF_INET6 else 4), socket.inet_pton(af, text)
+    except (OSError, socket.error):
+        parse(text)
+        # Python accepts a few forms ipset does not (an IPv6 zone such as fe80::1%eth0).
+        raise ValueError('invalid address %r: ipset does not accept this form' % text) from None
+
+
+def _prefix(text, plen, version):
+    bits = 32 if version == 4 else 128
+    if not plen.isdigit() or int(plen) > bits:
+        raise ValueError('invalid prefix length in %r: expected 0 to %d' % (text, bits))
+    return bits, int(plen)
+
+
 def _ip(text):
-    address = parse_address(text)
-    return address.version, [str(address)]
+    address, sep, plen = text.partition('/')
+    version, packed = _packed(address, parse_address)
+    if sep:
+        bits, prefix = _prefix(text, plen, version)
+        if prefix != bits:
+            parse_address(text)
+    return version, [socket.inet_ntop(socket.AF_INET6 if version == 6 else socket.AF_INET, packed)]
 
 
 def _net(text, split_zero):
-    network = parse_network(text)
-    if network.prefixlen == network.max_prefixlen:
-        return network.version, [str(network.network_address)]
-    if network.prefixlen == 0 and split_zero:
-        return network.version, [str(half) for half in network.subnets()]
-    return network.version, [str(network)]
+    address, sep, plen = text.partition('/')
+    version, packed = _packed(address, parse_network)
+    bits, prefix = _prefix(text, plen, version) if sep else (len(packed) * 8, len(packed) * 8)
+    if int.from_bytes(packed, 'big') & ((1 << (bits - prefix)) - 1):
+        parse_network(text)
+    canonical = socket.inet_ntop(socket.AF_INET6 if version == 6 else socket.AF_INET, packed)
+    if prefix == bits:
+        return version, [canonical]
+    if prefix == 0 and split_zero:
+        return version, list(ZERO_HALVES[version])
+    return version, ['%s/%d' % (canonical, prefix)]
 
 
 def _port(text):
