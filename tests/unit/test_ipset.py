@@ -1,0 +1,176 @@
+import pytest
+from ansible_collections.clusternet.node.plugins.module_utils import ipset
+
+SAVE = '''create pods hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x78a4043b
+add pods 10.42.1.7
+add pods 10.42.1.8
+create inet6:pods hash:ip family inet6 hashsize 2048 maxelem 100 bucketsize 12 initval 0x1335baef
+add inet6:pods 2001:db8:42:1::7
+create k hash:ip family inet hashsize 1024 maxelem 65536 timeout 300 counters comment bucketsize 12 initval 0x609ac382
+add k 10.0.0.1 timeout 287 packets 0 bytes 0 comment "hi there"
+'''
+
+
+@pytest.mark.parametrize('set_type, value, family, texts', [
+    ('hash:ip', '10.42.1.6', 'ipv4', ['10.42.1.6']),
+    ('hash:ip', ' 10.42.1.6/32 ', 'ipv4', ['10.42.1.6']),
+    ('hash:ip', '2001:DB8:42:1:0:0:0:6', 'ipv6', ['2001:db8:42:1::6']),
+    ('hash:ip', '2001:db8::6/128', 'ipv6', ['2001:db8::6']),
+    # inet_ntop form, as ipset prints it (Python's ipaddress would say ::ffff:102:304)
+    ('hash:ip', '::FFFF:1.2.3.4', 'ipv6', ['::ffff:1.2.3.4']),
+    # a single zero group is not compressed (RFC 5952, glibc, ipset)
+    ('hash:ip', '2001:db8:0:1:1:1:1:1', 'ipv6', ['2001:db8:0:1:1:1:1:1']),
+    ('hash:net', '10.0.0.0/24', 'ipv4', ['10.0.0.0/24']),
+    ('hash:net', '10.0.0.6/32', 'ipv4', ['10.0.0.6']),
+    ('hash:net', '10.0.0.6', 'ipv4', ['10.0.0.6']),
+    ('hash:net', '2001:DB8::/64', 'ipv6', ['2001:db8::/64']),
+    ('hash:net', '0.0.0.0/0', 'ipv4', ['0.0.0.0/1', '128.0.0.0/1']),
+    ('hash:net', '::/0', 'ipv6', ['::/1', '8000::/1']),
+    ('hash:ip,port', '10.96.0.1,tcp:443', 'ipv4', ['10.96.0.1,tcp:443']),
+    ('hash:ip,port', '10.96.0.2,443', 'ipv4', ['10.96.0.2,tcp:443']),
+    ('hash:ip,port', '10.96.0.6,TCP:http', 'ipv4', ['10.96.0.6,tcp:80']),
+    ('hash:ip,port', '10.96.0.11,udplite:5', 'ipv4', ['10.96.0.11,udplite:5']),
+    ('hash:net,port', '2001:db8::/64,udp:53', 'ipv6', ['2001:db8::/64,udp:53']),
+    ('hash:net,port', '::/0,53', 'ipv6', ['::/1,tcp:53', '8000::/1,tcp:53']),
+    ('hash:ip,port,ip', '10.0.0.1,tcp:80,10.0.0.2', 'ipv4', ['10.0.0.1,tcp:80,10.0.0.2']),
+    ('hash:ip,port,net', '10.0.0.1,sctp:9,10.1.0.1/32', 'ipv4', ['10.0.0.1,sctp:9,10.1.0.1']),
+    ('hash:ip,port,net', '10.0.0.1,tcp:80,0.0.0.0/0', 'ipv4', ['10.0.0.1,tcp:80,0.0.0.0/1', '10.0.0.1,tcp:80,128.0.0.0/1']),
+    # the kernel accepts /0 with an interface, so it is kept whole
+    ('hash:net,iface', '0.0.0.0/0,eth0', 'ipv4', ['0.0.0.0/0,eth0']),
+    ('hash:net,iface', '10.0.0.0/8,physdev:eth1', 'ipv4', ['10.0.0.0/8,physdev:eth1']),
+])
+def test_normalize_entry_matches_ipset_save(set_type, value, family, texts):
+    assert ipset.normalize_entry(value, set_type) == (family, texts)
+
+
+@pytest.mark.parametrize('set_type, value, reason', [
+    ('hash:ip', '10.0.0.256', 'invalid address'),
+    ('hash:ip', '010.0.0.1', 'invalid address'),  # ipset would read it as octal 8.0.0.1
+    ('hash:ip', '10.0.0.0/24', 'invalid address'),
+    ('hash:ip', 'fe80::1%eth0', 'does not accept'),
+    ('hash:ip', '10.0.0.1,tcp:80', 'expected 10.42.1.6'),
+    ('hash:net', '10.0.0.1/24', 'zero host bits'),
+    ('hash:net', '10.0.0.0/33', 'expected 0 to 32'),
+    ('hash:net', '10.0.0.0/', 'expected 0 to 32'),
+    ('hash:ip,port', '10.0.0.1', 'expected 10.42.1.6,tcp:443'),
+    ('hash:ip,port', '10.0.0.1,icmp:8', "protocol 'icmp'"),
+    ('hash:ip,port', '10.0.0.1,tcp:65536', 'out of range'),
+    ('hash:ip,port', '10.0.0.1,tcp:80-82', "port '80-82'"),
+    ('hash:ip,port', '10.0.0.1,tcp:no-such-service', 'known tcp service'),
+    ('hash:ip,port,ip', '10.0.0.1,tcp:80,2001:db8::1', 'mixes IPv4 and IPv6'),
+    ('hash:net,iface', '10.0.0.0/8,averyveryverylongname', 'interface name'),
+    ('hash:net,iface', '10.0.0.0/8,physdev:', 'interface name'),
+])
+def test_normalize_entry_error_names_value(set_type, value, reason):
+    with pytest.raises(ValueError) as err:
+        ipset.normalize_entry(value, set_type)
+    assert repr(value) in str(err.value) and reason in str(err.value)
+
+
+def test_desired_entries_sorts_by_family_and_merges_duplicates():
+    out = ipset.desired_entries(['10.42.1.6', '2001:db8::6', '10.42.1.6/32', '2001:DB8::6'], 'hash:ip', ['ipv4', 'ipv6'])
+    assert out == {'ipv4': {'10.42.1.6'}, 'ipv6': {'2001:db8::6'}}
+
+
+def test_desired_entries_rejects_family_not_managed():
+    with pytest.raises(ValueError, match=r"entry '2001:db8::6' is ipv6 but families is ipv4"):
+        ipset.desired_entries(['10.42.1.6', '2001:db8::6'], 'hash:ip', ['ipv4'])
+
+
+def test_set_names_kube_router_convention_and_override():
+    assert ipset.set_names('pods', None, ['ipv4', 'ipv6']) == {'ipv4': 'pods', 'ipv6': 'inet6:pods'}
+    assert ipset.set_names('pods', 'pods6', ['ipv6']) == {'ipv6': 'pods6'}
+
+
+@pytest.mark.parametrize('name, ipv6_name, families, message', [
+    ('a' * 26, None, ['ipv4', 'ipv6'], "'inet6:%s' is 32 characters" % ('a' * 26)),
+    ('a' * 32, None, ['ipv4'], 'is 32 characters'),
+    ('inet6:pods', None, ['ipv4'], "name 'inet6:pods' must not start"),
+    ('my pods', None, ['ipv4'], 'whitespace'),
+    ('pods', 'pods', ['ipv4', 'ipv6'], 'different names'),
+])
+def test_set_names_errors(name, ipv6_name, families, message):
+    with pytest.raises(ValueError, match=message):
+        ipset.set_names(name, ipv6_name, families)
+
+
+def test_set_names_only_checks_managed_families():
+    # the unused IPv6 name would be 32 characters; an IPv4-only task does not care
+    assert ipset.set_names('a' * 26, None, ['ipv4']) == {'ipv4': 'a' * 26}
+
+
+def test_parse_save_headers_family_and_entry_keys():
+    sets = ipset.parse_save(SAVE)
+    assert sorted(sets) == ['inet6:pods', 'k', 'pods']
+    assert sets['pods'].entries == {'10.42.1.7', '10.42.1.8'}
+    assert (sets['inet6:pods'].type, sets['inet6:pods'].family) == ('hash:ip', 'ipv6')
+    assert sets['inet6:pods'].options['maxelem'] == '100'
+    # per-entry extras are not part of the key `del` needs
+    assert sets['k'].entries == {'10.0.0.1'}
+    assert sets['k'].options['counters'] is True and sets['k'].options['timeout'] == '300'
+
+
+def test_parse_save_rejects_unknown_lines():
+    with pytest.raises(ValueError, match='line 1'):
+        ipset.parse_save('flush pods\n')
+
+
+def test_check_existing():
+    sets = ipset.parse_save(SAVE)
+    ipset.check_existing(sets['pods'], 'hash:ip', 'ipv4', None)
+    ipset.check_existing(sets['pods'], 'hash:ip', 'ipv4', 65536)
+    with pytest.raises(ValueError, match="'pods' exists with type hash:ip, not hash:net"):
+        ipset.check_existing(sets['pods'], 'hash:net', 'ipv4', None)
+    with pytest.raises(ValueError, match="'pods' exists with family ipv4, not ipv6"):
+        ipset.check_existing(sets['pods'], 'hash:ip', 'ipv6', None)
+    with pytest.raises(ValueError, match="'inet6:pods' exists with maxelem 100, not 200"):
+        ipset.check_existing(sets['inet6:pods'], 'hash:ip', 'ipv6', 200)
+
+
+def test_delta_exclusive_and_additive():
+    current = {'10.0.0.1', '10.0.0.2'}
+    desired = {'10.0.0.2', '10.0.0.3'}
+    assert ipset.delta(current, desired, True) == (['10.0.0.3'], ['10.0.0.1'])
+    assert ipset.delta(current, desired, False) == (['10.0.0.3'], [])
+    assert ipset.delta(desired, desired, True) == ([], [])
+
+
+def test_render_create():
+    assert ipset.render_create('inet6:pods', 'hash:net', 'ipv6') == 'create inet6:pods hash:net family inet6'
+    assert ipset.render_create('pods', 'hash:ip', 'ipv4', 64, 1000) == 'create pods hash:ip family inet hashsize 64 maxelem 1000'
+
+
+def test_render_changes_adds_first_unless_maxelem_overflows():
+    assert ipset.render_changes('p', ['b'], ['a'], 1, 65536) == ['add p b', 'del p a']
+    # one entry in a set of maxelem 1: the old one must go before the new one fits
+    assert ipset.render_changes('p', ['b'], ['a'], 1, 1) == ['del p a', 'add p b']
+
+
+def test_render_set_sorted_add_lines():
+    assert ipset.render_set('p', {'10.0.0.2', '10.0.0.1'}) == 'add p 10.0.0.1\nadd p 10.0.0.2\n'
+
+
+PARAMS = {'set_type': 'hash:ip', 'exclusive': True, 'maxelem': None, 'hashsize': None}
+
+
+def test_plan_present_each_family_writes_only_its_own_set():
+    live = {'ipv4': ipset.parse_save(SAVE)['pods'], 'ipv6': ipset.parse_save(SAVE)['inet6:pods']}
+    desired = {'ipv4': {'10.42.1.8', '10.42.1.9'}, 'ipv6': {'2001:db8:42:1::7', '2001:db8:42:1::8'}}
+    lines, result, before, after = ipset._plan_present(PARAMS, {'ipv4': 'pods', 'ipv6': 'inet6:pods'}, desired, live)
+    assert lines == ['add pods 10.42.1.9', 'del pods 10.42.1.7', 'add inet6:pods 2001:db8:42:1::8']
+    assert result['ipv4'] == {'name': 'pods', 'added': ['10.42.1.9'], 'removed': ['10.42.1.7']}
+    assert ''.join(after) == 'add pods 10.42.1.8\nadd pods 10.42.1.9\nadd inet6:pods 2001:db8:42:1::7\nadd inet6:pods 2001:db8:42:1::8\n'
+
+
+def test_plan_present_creates_missing_set_with_options():
+    params = dict(PARAMS, maxelem=1000, hashsize=64, set_type='hash:net')
+    lines, _result, before, _after = ipset._plan_present(params, {'ipv6': 'inet6:nets'}, {'ipv6': {'2001:db8::/64'}}, {'ipv6': None})
+    assert lines == ['create inet6:nets hash:net family inet6 hashsize 64 maxelem 1000', 'add inet6:nets 2001:db8::/64']
+    assert before == ['']
+
+
+def test_plan_present_refuses_more_than_maxelem_before_writing():
+    live = {'ipv6': ipset.parse_save(SAVE)['inet6:pods']}
+    desired = {'ipv6': set('2001:db8::%x' % i for i in range(101))}
+    with pytest.raises(ValueError, match="'inet6:pods' would hold 101 entries, more than its maxelem 100"):
+        ipset._plan_present(PARAMS, {'ipv6': 'inet6:pods'}, desired, live)
