@@ -29,7 +29,9 @@ def installed(tmp_path_factory):
     tarballs = glob.glob(str(tmp / '*.tar.gz'))
     assert len(tarballs) == 1, proc.stdout
     collections = tmp / 'collections'
-    proc = gates.run([gates.tool('ansible-galaxy'), 'collection', 'install', '--offline', '-p', str(collections), tarballs[0]])
+    # --force and only this path configured: a copy installed elsewhere (~/.ansible) must not stand in.
+    proc = gates.run([gates.tool('ansible-galaxy'), 'collection', 'install', '--offline', '--force', '-p', str(collections), tarballs[0]],
+                     env=doc_env(str(collections)))
     gates.assert_passes(proc)
     return tarballs[0], str(collections)
 
@@ -74,6 +76,7 @@ def test_ansible_doc_renders(installed, module, tmp_path):
     gates.assert_passes(proc)
     doc = json.loads(proc.stdout)[fqcn]
     assert doc['doc']['module'] == module
+    assert doc['doc']['filename'].startswith(installed[1]), 'ansible-doc read another copy: %s' % doc['doc']['filename']
     assert {'check_mode', 'diff_mode', 'platform'} <= set(doc['doc'].get('attributes', {})), 'attributes missing'
     assert doc['doc'].get('options'), 'no options documented'
     assert doc.get('return'), 'no return values documented'

@@ -83,7 +83,6 @@ def test_sanity(sanity, test):
     pytest.skip('ran on %s; interpreter missing on this machine: %s' % (', '.join(ran), '; '.join(missing_python)))
 
 
-
 SCRATCH_MODULE = '''#!/usr/bin/python
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
