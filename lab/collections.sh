@@ -6,7 +6,7 @@
 # molecule/requirements.yml lists the same collection for users with Galaxy access.
 # Idempotent: does nothing when the pinned version is already installed.
 set -euo pipefail
-VENV=${1:-.venv}
+VENV=${1:-$(dirname "$0")/../.venv}
 ANSIBLE_WHEEL_VERSION=12.2.0   # ships containers.podman 1.18.0, for ansible-core 2.19
 WANT=1.18.0
 

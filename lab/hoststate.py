@@ -9,11 +9,13 @@ construction.
 
 import ipaddress
 import json
+import re
 
 import testinfra
 
 PROBE = '/usr/local/lib/clusternet/whoami.py'  # lab/whoami.py, mounted by labnet.py
 SAVE = {'ipv4': 'iptables-save', 'ipv6': 'ip6tables-save'}
+COMMENT = re.compile(r' -m comment --comment ("[^"]*"|\S+)')
 
 
 def box(name):
@@ -76,3 +78,8 @@ def ask(host, address, port=8080):
     """Connect from host to address with lab/whoami.py: {'host', 'local', 'peer', 'source'} of the
     answering container, or {'error': ...} when nothing answered."""
     return json.loads(host.run('python3 %s ask %s %d' % (PROBE, address, port)).stdout or '{"error": "no output"}')
+
+
+def without_comments(rule):
+    """A rule's matches and target with its `-m comment` removed: what the kernel does with it."""
+    return COMMENT.sub('', rule)
