@@ -36,6 +36,15 @@ def installed(tmp_path_factory):
     return tarballs[0], str(collections)
 
 
+def collection_version():
+    with open(os.path.join(gates.REPO, 'galaxy.yml')) as handle:
+        return str(yaml.safe_load(handle)['version'])
+
+
+def release_key(version):
+    return tuple(int(part) for part in str(version).split('.'))
+
+
 def doc_env(collections):
     return {'ANSIBLE_COLLECTIONS_PATH': collections, 'ANSIBLE_NOCOLOR': '1', 'ANSIBLE_PAGER': 'cat'}
 
@@ -58,8 +67,7 @@ def test_installed_collection_lists(installed):
     gates.assert_passes(proc)
     listed = {name: info for path in json.loads(proc.stdout).values() for name, info in path.items()}
     assert 'clusternet.node' in listed, proc.stdout
-    with open(os.path.join(gates.REPO, 'galaxy.yml')) as handle:
-        assert listed['clusternet.node']['version'] == yaml.safe_load(handle)['version']
+    assert listed['clusternet.node']['version'] == collection_version()
 
 
 def test_installed_modules_are_the_repo_modules(installed):
@@ -78,6 +86,10 @@ def test_ansible_doc_renders(installed, module, tmp_path):
     assert doc['doc']['module'] == module
     assert doc['doc']['filename'].startswith(installed[1]), 'ansible-doc read another copy: %s' % doc['doc']['filename']
     assert {'check_mode', 'diff_mode', 'platform'} <= set(doc['doc'].get('attributes', {})), 'attributes missing'
+    # antsibull-changelog lists a new module under the release its version_added names.
+    assert 'version_added' in doc['doc'], 'version_added missing'
+    assert release_key(doc['doc']['version_added']) <= release_key(collection_version()), \
+        'version_added %s is after this release, %s' % (doc['doc']['version_added'], collection_version())
     assert doc['doc'].get('options'), 'no options documented'
     assert doc.get('return'), 'no return values documented'
 
