@@ -74,10 +74,11 @@ def link_interpreters():
     for version in supported_versions():
         path = find_interpreter(version)
         link = os.path.join(PYTHONS_BIN, 'python' + version)
-        if os.path.lexists(link):
+        if os.path.lexists(link) and (not path or os.readlink(link) != path):
             os.remove(link)
         if path:
-            os.symlink(path, link)
+            if not os.path.lexists(link):
+                os.symlink(path, link)
             found[version] = path
         else:
             missing.append(version)
