@@ -105,8 +105,9 @@ def seed_pip_bootstrap(pip_version):
         subprocess.run([sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:',
                         '-d', cache, 'pip==%s' % pip_version], check=True)
     script = os.path.join(cache, 'get_pip_%s.py' % pip_version.replace('.', '_'))
-    with open(script, 'w') as handle:
+    with open(script + '.new', 'w') as handle:
         handle.write(GET_PIP % {'wheel': wheel})
+    os.replace(script + '.new', script)  # atomic: a concurrent run never reads half a script
     return script
 
 
