@@ -23,7 +23,7 @@ LOOP_ITEMS = int(os.environ.get('BENCH_LOOP_ITEMS', '200'))
 NAME = 'bench-pods'
 
 IPV4 = ['10.%d.%d.%d' % (i // 62500, i // 250 % 250, i % 250 + 1) for i in range(PER_FAMILY)]
-IPV6 = ['2001:db8:42:%x::%x' % (i // 4096, i % 4096 + 1) for i in range(PER_FAMILY)]
+IPV6 = ['2001:db8:42:%x::%x' % (i // 4096 + 1, i % 4096 + 1) for i in range(PER_FAMILY)]
 RESTORE = '\n'.join(
     ['create %s hash:ip family inet' % NAME, 'create inet6:%s hash:ip family inet6' % NAME]
     + ['add %s %s' % (NAME, entry) for entry in IPV4]
