@@ -231,7 +231,7 @@ def test_waits_for_the_host_lock(netns):
     netns_inode = os.stat('/run/netns/' + netns.name).st_ino
     outcome = {}
     with open(LOCK_PATH, 'a+') as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        take_lock(handle)
         try:
             run = threading.Thread(target=lambda: outcome.update(netns.module('masquerade', intent())))
             run.start()
@@ -246,6 +246,18 @@ def test_waits_for_the_host_lock(netns):
     run.join(timeout=60)
     assert outcome.get('changed') is True
     assert ours(netns, 'ipv4') == expected('A', 'ipv4')
+
+
+def take_lock(handle, timeout=150):
+    """Take the host lock ourselves, failing rather than hanging if another run keeps it."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            assert time.time() < deadline, 'another process held %s for %ss' % (LOCK_PATH, timeout)
+            time.sleep(0.1)
 
 
 def waiting_on_lock(netns_inode):
