@@ -114,21 +114,9 @@ ipv4:
       type: str
       sample: "*nat\n:CLUSTERNET-POSTRTG - [0:0]\n...\nCOMMIT\n"
 ipv6:
-  description: The same for the IPv6 nat table.
+  description: The same keys as RV(ipv4), for the IPv6 nat table (ip6tables).
   returned: always
   type: dict
-  contains:
-    before:
-      description: The POSTROUTING jumps to the chain and the chain's rules before the run.
-      type: list
-      elements: str
-    after:
-      description: The same lines after the run (predicted in check mode).
-      type: list
-      elements: str
-    payload:
-      description: The ip6tables-restore --noflush input applied (would be applied in check mode); empty when in sync.
-      type: str
 '''
 
 import functools
