@@ -26,7 +26,7 @@ description:
     Changing O(chain) does not remove the chain of the old name; run O(state=absent) with the old name first.
   - Writers of this collection are serialized by a host lock.
 version_added: 0.1.0
-author: clusternet maintainers
+author: clusternet maintainers (@clusternet)
 requirements:
   - iptables (iptables-save, iptables-restore, ip6tables-save, ip6tables-restore)
 extends_documentation_fragment:
