@@ -111,7 +111,7 @@ ipv4:
   description: What the run did (would do, in check mode) in the IPv4 nat table.
   returned: always
   type: dict
-  contains:
+  contains: &family_result
     added:
       description: FIPs that had no rule before.
       type: list
@@ -128,7 +128,7 @@ ipv4:
       elements: dict
       sample: [{external_ip: 198.51.100.10, internal_ip: 10.0.0.5}]
     payload:
-      description: The iptables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+      description: The (ip6)tables-restore --noflush input applied (would be applied in check mode); empty when in sync.
       type: str
       sample: "*nat\n:CLUSTERNET-FIP-DNAT - [0:0]\n...\nCOMMIT\n"
     conntrack_flushed:
@@ -139,25 +139,7 @@ ipv6:
   description: The same for the IPv6 nat table.
   returned: always
   type: dict
-  contains:
-    added:
-      description: FIPs that had no rule before.
-      type: list
-      elements: dict
-    changed:
-      description: FIPs whose rules were rewritten.
-      type: list
-      elements: dict
-    removed:
-      description: FIPs whose every rule was removed.
-      type: list
-      elements: dict
-    payload:
-      description: The ip6tables-restore --noflush input applied (would be applied in check mode); empty when in sync.
-      type: str
-    conntrack_flushed:
-      description: Conntrack entries deleted (that would be deleted, in check mode).
-      type: int
+  contains: *family_result
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
