@@ -12,13 +12,17 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import shlex
 
-from ansible_collections.clusternet.node.plugins.module_utils.families import IPV4, IPV6
+from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6
 
 SAVE = {IPV4: 'iptables-save', IPV6: 'ip6tables-save'}
 RESTORE = {IPV4: 'iptables-restore', IPV6: 'ip6tables-restore'}
 MULTICAST = {IPV4: '224.0.0.0/4', IPV6: 'ff00::/8'}
+MAX_CHAIN = 28  # iptables: chain names must be under 29 characters
+RESERVED_NAMES = ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING', 'ACCEPT', 'DROP', 'RETURN', 'QUEUE')
+CHAIN_RE = re.compile(r'^[A-Za-z0-9_.][A-Za-z0-9_.-]*$')
 
 
 class Table(object):
@@ -132,6 +136,17 @@ def remove_chain(table, chain):
     if table.has_chain(chain):
         lines.extend([':%s - [0:0]' % chain, '-X %s' % chain])
     return lines
+
+
+def check_chain(chain, what='chain'):
+    """ValueError naming the value unless it is a usable user chain name."""
+    if not CHAIN_RE.match(chain or '') or len(chain) > MAX_CHAIN or chain.upper() in RESERVED_NAMES:
+        raise ValueError('invalid %s %r: expected a user chain name of 1-%d letters, digits, "_", "." or "-"' % (what, chain, MAX_CHAIN))
+
+
+def diff_text(views):
+    """{family: [iptables-save lines]} -> one string with a header per family, for diff mode."""
+    return ''.join('# %s\n%s' % (family, ''.join(line + '\n' for line in views[family])) for family in FAMILIES)
 
 
 def render_restore(table_name, lines):

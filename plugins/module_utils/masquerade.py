@@ -21,9 +21,6 @@ from ansible_collections.clusternet.node.plugins.module_utils.families import FA
 
 TABLE = 'nat'
 PARENT = 'POSTROUTING'
-MAX_CHAIN = 28  # iptables: chain names must be under 29 characters
-BUILTIN_NAMES = ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING', 'ACCEPT', 'DROP', 'RETURN', 'QUEUE')
-CHAIN_RE = re.compile(r'^[A-Za-z0-9_.][A-Za-z0-9_.-]*$')
 # iptables-save escapes quotes and backslashes in comments its own way; keep them out.
 COMMENT_RE = re.compile(r'^[ !#-&(-\[\]-~]{1,256}$')
 MARK_RE = re.compile(r'^(0x[0-9a-f]+|0|[1-9][0-9]*)(?:/(0x[0-9a-f]+|0|[1-9][0-9]*))?$', re.IGNORECASE)
@@ -67,11 +64,6 @@ def canonical_mark(value):
     return '0x%x' % mark if mask == FULL_MARK else '0x%x/0x%x' % (mark, mask)
 
 
-def check_chain(chain):
-    if not CHAIN_RE.match(chain or '') or len(chain) > MAX_CHAIN or chain.upper() in BUILTIN_NAMES:
-        raise ValueError('invalid chain %r: expected a user chain name of 1-%d letters, digits, "_", "." or "-"' % (chain, MAX_CHAIN))
-
-
 def check_comment(comment):
     if not COMMENT_RE.match(comment or ''):
         raise ValueError('invalid comment %r: expected 1-256 printable ASCII characters without quotes or backslashes' % (comment,))
@@ -79,7 +71,7 @@ def check_comment(comment):
 
 def build_intent(params):
     """Validate every option before anything touches the kernel; ValueError names the culprit."""
-    check_chain(params['chain'])
+    ipt.check_chain(params['chain'])
     check_comment(params['comment'])
     skip_mark = canonical_mark(params['skip_mark'])
     clusters = parse_networks(params['cluster_cidrs'], 'cluster CIDR')
@@ -139,11 +131,6 @@ def expected_view(chain, rules, comment):
     if not rules:
         return []
     return ['-A %s %s' % (PARENT, ipt.jump_rule(chain, comment))] + ['-A %s %s' % (chain, rule) for rule in rules]
-
-
-def diff_text(views):
-    """{family: [lines]} -> one string with a header per family, for diff mode."""
-    return ''.join('# %s\n%s' % (family, ''.join(line + '\n' for line in views[family])) for family in FAMILIES)
 
 
 # --- kernel edge --------------------------------------------------------------

@@ -167,7 +167,7 @@ def main():
             }
             result['changed'] = result['changed'] or bool(payload)
     if module._diff:
-        result['diff'] = dict((key, masq.diff_text(dict((family, result[family][key]) for family in FAMILIES))) for key in ('before', 'after'))
+        result['diff'] = dict((key, ipt.diff_text(dict((family, result[family][key]) for family in FAMILIES))) for key in ('before', 'after'))
     module.exit_json(**result)
 
 

@@ -118,3 +118,19 @@ def test_sync_table_check_mode_and_in_sync_do_not_restore():
     module = FakeModule()
     assert ipt.sync_table(module, 'ipv4', 'nat', lambda t: [])[1] == ''
     assert [args[0] for args, _data in module.calls] == ['/sbin/iptables-save']
+
+
+def test_diff_text_has_a_header_per_family():
+    assert ipt.diff_text({'ipv4': ['-A X -j RETURN'], 'ipv6': []}) == '# ipv4\n-A X -j RETURN\n# ipv6\n'
+
+
+def test_check_chain():
+    ipt.check_chain('CLUSTERNET-POSTRTG')
+    ipt.check_chain('A' * 28)
+    for bad in ('A' * 29, 'POSTROUTING', 'return', 'has space', '-X', '', None):
+        try:
+            ipt.check_chain(bad, 'snat_chain')
+        except ValueError as exc:
+            assert str(exc).startswith('invalid snat_chain %r' % (bad,))
+        else:
+            raise AssertionError('%r accepted' % (bad,))

@@ -137,7 +137,3 @@ def test_view_and_expected_view():
     assert masq.view(table, CHAIN) == ['-A POSTROUTING -j %s' % CHAIN, JUMP, '-A %s -j RETURN' % CHAIN]
     assert masq.expected_view(CHAIN, ['-j RETURN'], 'clusternet masq') == [JUMP, '-A %s -j RETURN' % CHAIN]
     assert masq.expected_view(CHAIN, [], 'clusternet masq') == []
-
-
-def test_diff_text_has_a_header_per_family():
-    assert masq.diff_text({'ipv4': ['-A X -j RETURN'], 'ipv6': []}) == '# ipv4\n-A X -j RETURN\n# ipv6\n'
