@@ -186,7 +186,7 @@ def _parse_pods(pods, nodes):
 def _parse_floating_ips(floating_ips, nodes, families):
     """node name -> [{'external_ip', 'internal_ip'}] for the FIPs that node is gateway of."""
     out = dict((name, []) for name in nodes)
-    external_owner = {}
+    external_owner, internal_owner = {}, {}
     for index, fip in enumerate(_items(floating_ips, 'floating_ips')):
         fip = _mapping(fip, 'floating_ips[%d]' % index)
         what = 'floating IP %s' % fip.get('external_ip')
@@ -196,6 +196,7 @@ def _parse_floating_ips(floating_ips, nodes, families):
         if external.version != internal.version:
             raise ValueError('%s maps to %s: both must be of one family' % (what, internal))
         _claim(external_owner, external, 'floating_ips[%d]' % index, 'floating IP')
+        _claim(internal_owner, internal, what, 'internal IP')
         gateway = str(fip.get('gateway'))
         if gateway not in nodes:
             raise ValueError('%s has gateway %s, which is not in nodes' % (what, gateway))
@@ -214,8 +215,11 @@ def _ordered(values):
     return out
 
 
-def render(cluster, node, prefix):
+def render(cluster, node, prefix, masquerade_families=FAMILIES):
     """Validate the whole intent and return the module arguments for node.
+
+    masquerade_families: the families whose pod traffic is masqueraded (flannel #1906);
+    the others get no masquerade rules at all.
 
     Keys: ipset (a list of set arguments), vip, masquerade, fip.
     Raises ValueError naming the first offending value.
@@ -256,12 +260,13 @@ def render(cluster, node, prefix):
         'ipset': [{'name': name, 'set_type': set_type, 'families': list(families), 'entries': entries[suffix]}
                   for name, (suffix, set_type) in zip(set_names(prefix), SETS)],
         'vip': {'addresses': list(service_ips), 'node_ips': [str(this['node_ips'][f]) for f in families]},
-        'masquerade': {'cluster_cidrs': _ordered(cluster_nets), 'pod_cidrs': [str(this['pod_cidrs'][f]) for f in families]},
+        'masquerade': {'cluster_cidrs': _ordered(net for net in cluster_nets if family_of_version(net.version) in masquerade_families),
+                       'pod_cidrs': [str(this['pod_cidrs'][f]) for f in families if f in masquerade_families]},
         'fip': {'floating_ips': gateway_of},
     }
 
 
-def node_state(cluster, node, prefix='cn-', state='present'):
+def node_state(cluster, node, prefix='cn-', state='present', masquerade_families=FAMILIES):
     """Arguments of the ipset, vip, masquerade and fip modules for one node.
 
     state=absent ignores the intent and returns what removal needs: the set names and
@@ -277,7 +282,10 @@ def node_state(cluster, node, prefix='cn-', state='present'):
             }
         if state != 'present':
             raise ValueError('state %r: expected present or absent' % (state,))
-        return render(cluster, node, prefix)
+        unknown = [family for family in masquerade_families if family not in FAMILIES]
+        if unknown:
+            raise ValueError('masquerade families %r: expected a list of ipv4 and ipv6' % (masquerade_families,))
+        return render(cluster, node, prefix, masquerade_families)
     except ValueError as exc:
         raise AnsibleFilterError('clusternet_cluster: %s' % exc) from None
 

@@ -40,12 +40,12 @@ def as_node(ns, name):
     ns.run('ip addr add %s/32 dev lo && ip -6 addr add %s/128 dev lo nodad' % (ip4, ip6))
 
 
-def converge(ns, cluster, node, state='present', expect_failure=False):
+def converge(ns, cluster, node, state='present', expect_failure=False, **extra_vars):
     """Run node_network for `node` inside ns; return the play's stats for the host."""
     play = [{
         'hosts': 'all', 'gather_facts': False,
-        'vars': {'clusternet_cluster': cluster, 'clusternet_node_name': node,
-                 'clusternet_state': state, 'clusternet_vip_link_kind': 'ifb'},
+        'vars': dict({'clusternet_cluster': cluster, 'clusternet_node_name': node,
+                      'clusternet_state': state, 'clusternet_vip_link_kind': 'ifb'}, **extra_vars),
         'roles': ['clusternet.node.node_network'],
     }]
     proc = run_playbook(json.dumps(play), netns=ns.name)
@@ -151,13 +151,14 @@ def test_worker_node_converges_and_follows_intent_changes(netns):
     stats, _ = converge(netns, LAB, 'node1')
     assert stats['changed'] == 0
 
-    # web-0 recreated with new IPs in both families, dns removed, the FIPs moved here.
+    # web-0 recreated with new IPs in both families, dns removed, the FIPs moved here,
+    # IPv6 no longer masqueraded.
     changed = copy.deepcopy(LAB)
     changed['pods'][0]['ips'] = ['10.42.1.6', '2001:db8:42:1::6']
     changed['services'] = [service for service in changed['services'] if service['name'] != 'dns']
     changed['floating_ips'] = [dict(fip, internal_ip=fip['internal_ip'].replace('::5', '::6').replace('.5', '.6'), gateway='node1')
                                for fip in changed['floating_ips']]
-    converge(netns, changed, 'node1')
+    converge(netns, changed, 'node1', clusternet_masquerade_families=['ipv4'])
     sets = ipsets(netns)
     assert_set(sets, 'cn-local-pods', ({'10.42.1.6'}, {'2001:db8:42:1::6'}))
     assert_set(sets, 'cn-svip', WEB_IPS)
@@ -168,7 +169,9 @@ def test_worker_node_converges_and_follows_intent_changes(netns):
         '-A CLUSTERNET-FIP-DNAT -d 198.51.100.10/32 -m comment --comment "clusternet fip 198.51.100.10" -j DNAT --to-destination 10.42.1.6',
         '-A CLUSTERNET-FIP-DNAT -d 2001:db8:100::10/128 -m comment --comment "clusternet fip 2001:db8:100::10" -j DNAT --to-destination 2001:db8:42:1::6',
     ])
-    stats, _ = converge(netns, changed, 'node1')
+    assert [rule for rule in nat(netns, 4) if rule.startswith('-A CLUSTERNET-POSTRTG ')] == want4
+    assert [rule for rule in nat(netns, 6) if 'CLUSTERNET-POSTRTG' in rule] == []
+    stats, _ = converge(netns, changed, 'node1', clusternet_masquerade_families=['ipv4'])
     assert stats['changed'] == 0
 
 

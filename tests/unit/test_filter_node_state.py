@@ -120,6 +120,8 @@ def mutate(path, value):
      'cluster IP 10.43.0.10 is used by both service default/web and service default/dns'),
     (mutate(['floating_ips', 1], {'external_ip': '198.51.100.10', 'internal_ip': '10.42.2.5', 'gateway': 'gw1'}), 'gw1',
      'floating IP 198.51.100.10 is used by both floating_ips[0] and floating_ips[1]'),
+    (mutate(['floating_ips', 1], {'external_ip': '198.51.100.11', 'internal_ip': '10.42.1.5', 'gateway': 'node2'}), 'gw1',
+     'internal IP 10.42.1.5 is used by both floating IP 198.51.100.10 and floating IP 198.51.100.11'),
     (mutate(['services', 1, 'name'], 'web'), 'node1', 'name service default/web is used by both services[0] and services[1]'),
     (mutate(['services', 1, 'ports', 1], {'protocol': 'tcp', 'port': 53}), 'node1', 'service default/dns ports lists (\'tcp\', 53) twice'),
     (mutate(['nodes', 'node1', 'node_ips'], ['192.168.50.11', '192.168.50.21']), 'node1',
@@ -158,3 +160,16 @@ def test_refuses_bad_intent(cluster, node, message):
 def test_refuses_bad_prefix_or_state(prefix, state, message):
     with pytest.raises(AnsibleFilterError, match=message):
         node_state(LAB, 'node1', prefix=prefix, state=state)
+
+
+def test_masquerade_families_leave_the_others_without_cidrs():
+    state = node_state(LAB, 'node1', masquerade_families=['ipv4'])
+    assert state['masquerade'] == {'cluster_cidrs': ['10.42.0.0/16'], 'pod_cidrs': ['10.42.1.0/24']}
+    assert state['ipset'] == node_state(LAB, 'node1')['ipset']
+    assert node_state(LAB, 'node1', masquerade_families=[])['masquerade'] == {'cluster_cidrs': [], 'pod_cidrs': []}
+
+
+@pytest.mark.parametrize('families', [['ipv5'], 'ipv4'])
+def test_refuses_unknown_masquerade_families(families):
+    with pytest.raises(AnsibleFilterError, match='masquerade families'):
+        node_state(LAB, 'node1', masquerade_families=families)
