@@ -48,13 +48,25 @@ def converge(ns, cluster, node, state='present', expect_failure=False, **extra_v
                       'clusternet_state': state, 'clusternet_vip_link_kind': 'ifb'}, **extra_vars),
         'roles': ['clusternet.node.node_network'],
     }]
-    proc = run_playbook(json.dumps(play), netns=ns.name)
+    return run(ns, json.dumps(play), 'localhost', expect_failure=expect_failure)
+
+
+def run_lab_playbook(ns, name, node):
+    """Run playbooks/NAME.yml as shipped, with the lab inventory limited to node, locally in ns."""
+    with open(os.path.join(REPO, 'playbooks', name + '.yml')) as handle:
+        text = handle.read()
+    return run(ns, text, node, extra_args=['-i', os.path.join(REPO, 'inventories', 'lab'), '--limit', node, '-e', 'ansible_connection=local'])
+
+
+def run(ns, text, host, expect_failure=False, extra_args=()):
+    """Run a playbook in ns; return host's recap stats and its failed results."""
+    proc = run_playbook(text, netns=ns.name, extra_args=extra_args)
     try:
         report = json.loads(proc.stdout)
     except ValueError:
         raise AssertionError('ansible-playbook gave no report (rc %d):\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr)) from None
-    stats = report['stats']['localhost']
-    failed = [result for task in report['plays'][0]['tasks'] for result in task['hosts'].values() if result.get('failed')]
+    stats = report['stats'][host]
+    failed = [result for play in report['plays'] for task in play['tasks'] for result in task['hosts'].values() if result.get('failed')]
     assert bool(stats['failures']) == expect_failure, json.dumps(failed or stats, indent=1)[:6000]
     return stats, failed
 
@@ -199,14 +211,16 @@ def test_fip_moved_to_another_gateway_leaves_the_old_one_clean(netns):
         assert [rule for rule in rules if 'CLUSTERNET-POSTRTG' in rule]  # the rest of the node stays
 
 
-def test_absent_removes_only_what_the_collection_manages(netns):
+def test_teardown_removes_only_what_the_collection_manages(netns):
+    """playbooks/site.yml and teardown.yml as shipped, on the lab inventory's gw1."""
     as_node(netns, 'gw1')
     netns.run('ipset create foreign hash:ip && ipset add foreign 10.43.0.10 && ipset create inet6:foreign hash:ip family inet6')
     netns.run("iptables -t nat -A POSTROUTING %s && ip6tables -t nat -A POSTROUTING %s" % (FOREIGN_RULE, FOREIGN_RULE6))
-    converge(netns, LAB, 'gw1')
+    run_lab_playbook(netns, 'site', 'gw1')
     assert fip_rules(netns)[0] and vip_addresses(netns)
+    assert json.loads(netns.out('ip -j -d link show kube-dummy-if'))[0]['linkinfo']['info_kind'] == 'ifb'  # the lab's group_vars
 
-    stats, _ = converge(netns, None, 'gw1', state='absent')
+    stats, _ = run_lab_playbook(netns, 'teardown', 'gw1')
     assert stats['changed'] > 0
     assert ipsets(netns) == {'foreign': {'10.43.0.10'}, 'inet6:foreign': set()}
     assert nat(netns, 4) == ['-A POSTROUTING ' + FOREIGN_RULE]
@@ -215,7 +229,7 @@ def test_absent_removes_only_what_the_collection_manages(netns):
     assert vip_addresses(netns) is None
     for vip in ('10.43.0.10', '2001:db8:43::10', '192.0.2.80'):
         assert routes_to(netns, vip) == []
-    stats, _ = converge(netns, None, 'gw1', state='absent')
+    stats, _ = converge(netns, None, 'gw1', state='absent')  # no intent needed
     assert stats['changed'] == 0
 
 
