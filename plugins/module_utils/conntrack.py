@@ -33,9 +33,28 @@ except ImportError:
 ADDRESS_FAMILY = {IPV4: socket.AF_INET, IPV6: socket.AF_INET6}
 
 
+class ConntrackError(Exception):
+    pass
+
+
 def selects(orig_src, orig_dst, sources, destinations):
     """Whether an entry whose original tuple is orig_src -> orig_dst is to be flushed."""
     return ipaddress.ip_address(orig_dst) in destinations or ipaddress.ip_address(orig_src) in sources
+
+
+def original_tuple(address_family, msg):
+    """A dumped entry's original tuple, complete enough to delete it by.
+
+    pyroute2 reads ports only for TCP and UDP; SCTP, UDP-Lite, DCCP ports and GRE keys
+    travel in the same attributes, and without them the kernel rejects the delete.
+    """
+    raw = msg.get_attr('CTA_TUPLE_ORIG')
+    orig = NFCTAttrTuple.from_netlink(address_family, raw)
+    if orig.sport is None:
+        proto = raw.get_attr('CTA_TUPLE_PROTO')
+        orig.sport = proto.get_attr('CTA_PROTO_SRC_PORT')
+        orig.dport = proto.get_attr('CTA_PROTO_DST_PORT')
+    return orig
 
 
 def flush(family, sources, destinations, check_mode=False):
@@ -45,10 +64,17 @@ def flush(family, sources, destinations, check_mode=False):
     if not sources and not destinations:
         return 0
     address_family = ADDRESS_FAMILY[family]
+    try:
+        return _flush(address_family, sources, destinations, check_mode)
+    except NetlinkError as exc:
+        raise ConntrackError('conntrack %s flush failed: %s' % (family, exc)) from exc
+
+
+def _flush(address_family, sources, destinations, check_mode):
     sock = NFCTSocket(nfgen_family=address_family)
     try:
         # Collect first: deleting on the socket while its dump is being read would interleave replies.
-        tuples = [NFCTAttrTuple.from_netlink(address_family, msg.get_attr('CTA_TUPLE_ORIG')) for msg in sock.dump()]
+        tuples = [original_tuple(address_family, msg) for msg in sock.dump()]
         tuples = [orig for orig in tuples if selects(orig.saddr, orig.daddr, sources, destinations)]
         if check_mode:
             return len(tuples)

@@ -64,6 +64,14 @@ def check_chain(chain, what):
         raise ValueError('invalid %s %r: expected a user chain name of 1-%d letters, digits, "_", "." or "-"' % (what, chain, MAX_CHAIN))
 
 
+def parse_unicast(value, what):
+    """A host address rules can NAT to or from: not unspecified, loopback, multicast or scoped."""
+    address = parse_address(value, what)
+    if address.is_unspecified or address.is_loopback or address.is_multicast or getattr(address, 'scope_id', None):
+        raise ValueError('invalid %s %r: expected a unicast address' % (what, value))
+    return address
+
+
 def validate(floating_ips, state, dnat_chain, snat_chain):
     """{family: {external: internal or None}} in list order; ValueError names the offending value.
 
@@ -75,13 +83,13 @@ def validate(floating_ips, state, dnat_chain, snat_chain):
         raise ValueError('dnat_chain and snat_chain are both %r: they must differ' % dnat_chain)
     pairs = []
     for item in floating_ips or []:
-        external = parse_address(item.get('external_ip'), 'external_ip')
+        external = parse_unicast(item.get('external_ip'), 'external_ip')
         internal = item.get('internal_ip')
         if internal is None:
             if state == 'present':
                 raise ValueError('floating IP %s has no internal_ip (required with state present)' % external)
         else:
-            internal = parse_address(internal, 'internal_ip')
+            internal = parse_unicast(internal, 'internal_ip')
             if internal.version != external.version:
                 raise ValueError('floating IP %s: internal_ip %s is of another address family' % (external, internal))
         pairs.append((external, internal))

@@ -80,7 +80,10 @@ options:
     default: present
 notes:
   - Conntrack entries are read and deleted over netlink with pyroute2. The table is dumped unfiltered and matched in
-    Python, because the kernel's IPv6 address filter is not reliable on every kernel.
+    Python, because the kernel's IPv6 address filter is not reliable on every kernel; each match is deleted by its
+    original tuple (ports or GRE keys included), so C(conntrack_flushed) is exact. Entries in a non-default
+    conntrack zone are not deleted.
+  - Changing O(dnat_chain) or O(snat_chain) moves the FIPs' rules to the new chains; the old chains stay, empty.
 '''
 
 EXAMPLES = r'''
@@ -189,7 +192,10 @@ def main():
             if params['flush_conntrack']:
                 sources = set(internal for _external, internals in plans[family].flush for internal in internals)
                 destinations = set(external for external, _internals in plans[family].flush)
-                flushed = conntrack.flush(family, sources, destinations, module.check_mode)
+                try:
+                    flushed = conntrack.flush(family, sources, destinations, module.check_mode)
+                except conntrack.ConntrackError as exc:
+                    module.fail_json(msg='%s (the rules were applied)' % exc, **result)
             result[family] = dict(added=plans[family].added, changed=plans[family].changed, removed=plans[family].removed,
                                   payload=payload, conntrack_flushed=flushed)
             result['changed'] = result['changed'] or bool(payload) or bool(flushed)
