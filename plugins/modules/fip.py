@@ -83,7 +83,8 @@ notes:
     Python, because the kernel's IPv6 address filter is not reliable on every kernel; each match is deleted by its
     original tuple (ports or GRE keys included), so C(conntrack_flushed) is exact. Entries in a non-default
     conntrack zone are not deleted.
-  - Changing O(dnat_chain) or O(snat_chain) moves the FIPs' rules to the new chains; the old chains stay, empty.
+  - Changing O(dnat_chain) or O(snat_chain) moves the listed FIPs' rules to the new chains (and, with O(exclusive), removes
+    the others'); the old chains and their jumps stay.
 '''
 
 EXAMPLES = r'''

@@ -197,6 +197,18 @@ def test_plan_repairs_duplicate_rule_without_flush():
     assert result.lines == [':%s - [0:0]' % S, '-A %s %s' % (S, SNAT10), '-A %s %s' % (S, SNAT11)]
 
 
+def test_plan_new_chain_names_move_the_rules():
+    result = fipmod.plan(nat(), {ip('198.51.100.10'): ip('10.0.0.5')}, 'present', True, 'NEW-D', 'NEW-S')
+    assert result.lines == [
+        '-D %s %s' % (D, DNAT10), '-D %s %s' % (S, SNAT10), '-D %s %s' % (D, DNAT11), '-D %s %s' % (S, SNAT11),
+        ':NEW-D - [0:0]', '-A NEW-D ' + DNAT10, '-I PREROUTING 1 -m comment --comment "clusternet fip" -j NEW-D',
+        '-I OUTPUT 1 -m comment --comment "clusternet fip" -j NEW-D',
+        ':NEW-S - [0:0]', '-A NEW-S ' + SNAT10, '-I POSTROUTING 1 -m comment --comment "clusternet fip" -j NEW-S',
+    ]
+    assert result.changed == [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.5', 'previous_internal_ip': '10.0.0.5'}]
+    assert result.removed == [{'external_ip': '198.51.100.11', 'internal_ip': '10.0.0.6'}]
+
+
 def test_diff_text():
     assert fipmod.diff_text({'ipv4': ['-A X a'], 'ipv6': []}) == '# ipv4\n-A X a\n# ipv6\n'
 
