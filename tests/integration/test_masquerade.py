@@ -6,6 +6,7 @@ module, and every check reads the kernel back with iptables-save.
 
 import fcntl
 import os
+import re
 import subprocess
 import textwrap
 import threading
@@ -50,8 +51,8 @@ def expected(net, family):
 
 
 def save(ns, family):
-    """The nat table as iptables-save prints it, without the timestamped comment lines."""
-    return [line for line in ns.out(SAVE[family]).splitlines() if not line.startswith('#')]
+    """The nat table as iptables-save prints it, without the timestamped comment lines and counters."""
+    return [re.sub(r' \[\d+:\d+\]$', '', line) for line in ns.out(SAVE[family]).splitlines() if not line.startswith('#')]
 
 
 def ours(ns, family):
@@ -86,13 +87,13 @@ def test_single_family_fresh_node_and_family_removal(netns, family):
     # Flannel #1968: no previous state of the other family must simply mean "nothing there".
     assert netns.module('masquerade', intent(families=(family,)))['changed'] is True
     assert ours(netns, family) == expected('A', family)
-    assert ours(netns, other) == [] and ':%s - [0:0]' % CHAIN not in save(netns, other)
+    assert ours(netns, other) == [] and ':%s -' % CHAIN not in save(netns, other)
     assert netns.module('masquerade', intent(families=(family,)))['changed'] is False
     # Dual stack, then drop the family again: its chain and jump go, the other stays.
     netns.module('masquerade', intent())
     assert ours(netns, other) == expected('A', other)
     assert netns.module('masquerade', intent(families=(family,)))['changed'] is True
-    assert ours(netns, other) == [] and ':%s - [0:0]' % CHAIN not in save(netns, other)
+    assert ours(netns, other) == [] and ':%s -' % CHAIN not in save(netns, other)
     assert ours(netns, family) == expected('A', family)
 
 
@@ -162,7 +163,7 @@ def test_foreign_rules_survive_every_run_including_absent(netns):
         for family in ('ipv4', 'ipv6'):
             assert foreign(netns, family) == before[family], args
     for family in ('ipv4', 'ipv6'):
-        assert ours(netns, family) == [] and ':%s - [0:0]' % CHAIN not in save(netns, family)
+        assert ours(netns, family) == [] and ':%s -' % CHAIN not in save(netns, family)
     assert netns.module('masquerade', {'state': 'absent'})['changed'] is False
 
 
