@@ -21,6 +21,7 @@ __metaclass__ = type
 import collections
 import errno
 import socket
+import time
 import traceback
 
 from ansible_collections.clusternet.node.plugins.module_utils.families import (
@@ -57,6 +58,8 @@ IFA_F_NODAD = 0x02
 # Keeps the kernel from adding the main-table prefix route, on add and on link up.
 IFA_F_NOPREFIXROUTE = 0x200
 MAX_IFNAME = 15
+# How long to wait for the kernel's IPv6 local routes of new addresses to appear.
+SETTLE_TIMEOUT = 5.0
 
 TABLE_NAMES = {TABLE_MAIN: 'main', TABLE_LOCAL: 'local'}
 TYPE_NAMES = {RTN_UNICAST: '', RTN_LOCAL: 'local', 3: 'broadcast', 4: 'anycast', 5: 'multicast', 6: 'blackhole', 7: 'unreachable', 8: 'prohibit'}
@@ -117,7 +120,7 @@ def vip_route(vip, oif, node_ip):
 
 
 def kernel_local_route(vip, oif):
-    """The route the kernel adds to the local table for a new address."""
+    """The route the kernel adds to the local table for an address."""
     if vip.version == 4:
         return Route(IPV4, TABLE_LOCAL, RTN_LOCAL, RTPROT_KERNEL, RT_SCOPE_HOST, vip, 32, oif, vip, 0)
     return Route(IPV6, TABLE_LOCAL, RTN_LOCAL, RTPROT_KERNEL, 0, vip, 128, oif, None, 0)
@@ -207,11 +210,22 @@ def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete
             if not same_route(route, desired):
                 change['routes_removed'].append(route)
                 steps.append(Step(ROUTE_DEL, route))
-        # The kernel's route for a new address: for IPv4 a replace takes its place, unless
-        # ours was left over from an earlier address; for IPv6 it never does.
-        if new and (family == IPV6 or not replacing):
+        # The kernel's IPv4 route for a new address (added at once): a replace takes its place,
+        # unless ours was left over. IPv6 ones appear later and are left to settle().
+        if new and family == IPV4 and not replacing:
             steps.append(Step(ROUTE_DEL, kernel_local_route(vip, index)))
     return steps, changes
+
+
+def awaited_routes(vips, added, routes, index, link_brought_up):
+    """IPv6 VIPs whose kernel local route is still to come. The kernel adds it from a work
+    queue after the address add returns (nodad too), and again after the link comes up, so a
+    dump taken right after may not show it yet, and a delete sent then would hit ours."""
+    awaited = set(a.ip for a in added if a.family == IPV6)
+    if link_brought_up:
+        seen = set(r.dst for r in routes if r == kernel_local_route(r.dst, index))
+        awaited |= set(v for v in vips if v.version == 6) - seen
+    return awaited
 
 
 def render_address(address):
@@ -308,10 +322,11 @@ def read_links(ipr):
     return [link_from_msg(m) for m in ipr.get_links()]
 
 
-def read_state(ipr):
+def read_state(ipr, families=FAMILIES):
     """One address dump and one route dump per family."""
-    addresses = [a for a in (address_from_msg(m) for m in ipr.get_addr()) if a is not None]
-    routes = [r for family in FAMILIES for r in (route_from_msg(m) for m in ipr.get_routes(family=AF[family])) if r is not None]
+    dump = ipr.get_addr(family=AF[families[0]]) if len(families) == 1 else ipr.get_addr()
+    addresses = [a for a in (address_from_msg(m) for m in dump) if a is not None]
+    routes = [r for family in families for r in (route_from_msg(m) for m in ipr.get_routes(family=AF[family])) if r is not None]
     return addresses, routes
 
 
@@ -350,6 +365,23 @@ def apply_steps(ipr, steps, names):
                 continue
             what = render_address(step.item) if step.action in (ADDR_ADD, ADDR_DEL) else render_route(step.item, names)
             raise RuntimeError('%s %s failed: %s' % (step.action, what, exc)) from exc
+
+
+def settle(ipr, index, vips, node_ips, awaited, names, timeout=SETTLE_TIMEOUT):
+    """Re-plan the IPv6 VIPs from fresh dumps until the kernel's awaited local routes have
+    appeared (and been deleted). Returns the VIPs still awaited when the timeout ran out."""
+    awaited = set(awaited)
+    vips6 = [v for v in vips if v.version == 6]
+    deadline = time.monotonic() + timeout
+    while awaited:
+        addresses, routes = read_state(ipr, (IPV6,))
+        awaited -= set(r.dst for r in routes if r == kernel_local_route(r.dst, index))
+        apply_steps(ipr, plan_vips(index, addresses, routes, vips6, node_ips, False, 'present')[0], names)
+        if awaited:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+    return awaited
 
 
 # --- the module's run ---------------------------------------------------------
@@ -405,12 +437,17 @@ def _reconcile(module, ipr, ifname, state, vips, node_ips):
     names = dict((each.index, each.name) for each in links)
     names[index] = ifname
     if not module.check_mode:
+        awaited = awaited_routes(vips, changes[IPV6]['added'], routes, index, 'up' in link_steps) if state == 'present' else ()
         try:
             apply_steps(ipr, steps, names)
             if 'delete' in link_steps:
                 apply_link(ipr, link_steps, ifname, params['link_kind'], index)
+            late = settle(ipr, index, vips, node_ips, awaited, names)
         except (RuntimeError, NetlinkError) as exc:
             module.fail_json(msg=str(exc))
+        if late:
+            module.warn('the kernel had not added its local routes for %s within %ss; the next run removes them'
+                        % (', '.join(sorted(str(v) for v in late)), SETTLE_TIMEOUT))
     result = dict(summarize(changes, names))
     result['interface'] = {'name': ifname, 'created': 'create' in link_steps, 'set_up': 'up' in link_steps,
                            'deleted': 'delete' in link_steps}

@@ -116,6 +116,15 @@ def test_present_creates_interface_vips_and_routes_then_is_idempotent(node, pyth
     assert again['ipv4'] == again['ipv6'] == {'added': [], 'removed': [], 'routes_added': [], 'routes_removed': []}
 
 
+def test_many_ipv6_vips_settle_in_one_run(node, python):
+    """The kernel adds a new IPv6 address's local route from a work queue, after the add
+    returns: with many VIPs some appear only after the run's first look."""
+    many = ['fd00:10:97::%x' % i for i in range(1, 301)]
+    vip(node, python=python, addresses=many, node_ips=[NODE6])
+    assert_vips(node, vips=many)
+    assert vip(node, python=python, addresses=many, node_ips=[NODE6])['changed'] is False
+
+
 def test_repair_after_addresses_are_readded(node, python):
     vip(node, python=python)
     # Re-added by hand, as kube-router does: the kernel adds its main and local routes again.

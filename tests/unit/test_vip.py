@@ -118,8 +118,7 @@ def test_new_vips_on_an_empty_interface():
         Step(ADDR_ADD, Address(IPV4, V4, 32, IF)),
         Step(ROUTE_REPLACE, ours(V4)),  # replaces the kernel's route in place
         Step(ADDR_ADD, Address(IPV6, V6, 128, IF)),
-        Step(ROUTE_REPLACE, ours(V6)),  # metric 1024: added next to the kernel's metric 0
-        Step(ROUTE_DEL, kernel6_local(V6)),
+        Step(ROUTE_REPLACE, ours(V6)),  # metric 1024: added next to the kernel's metric 0, which comes later
     ]
     assert changes[IPV4] == {'added': [Address(IPV4, V4, 32, IF)], 'removed': [], 'routes_added': [ours(V4)], 'routes_removed': []}
     assert changes[IPV6]['routes_removed'] == []
@@ -205,6 +204,15 @@ def test_absent_removes_listed_or_all():
     assert steps == []  # deleting the link takes everything with it
     assert [a.ip for a in changes[IPV4]['removed']] == [V4, V4B]
     assert changes[IPV4]['routes_removed'] == [ours(V4), ours(V4B)]
+
+
+def test_awaited_kernel_routes():
+    added = [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)]
+    # New IPv6 addresses: always, even if a route to the VIP was in the dump before the add.
+    assert netlink.awaited_routes([V4, V6, V6B], added, [kernel6_local(V6)], IF, False) == {V6}
+    # After link up: also kept VIPs whose kernel route the dump does not show yet.
+    assert netlink.awaited_routes([V4, V6, V6B], added, [], IF, True) == {V6, V6B}
+    assert netlink.awaited_routes([V4, V6, V6B], [], [kernel6_local(V6B), ours(V6)], IF, True) == {V6}
 
 
 def test_missing_interface_plans_from_nothing():
