@@ -53,6 +53,8 @@ def shape(set_type):
 
 def set_names(name, ipv6_name, families):
     """{family: set name} for the requested families; ValueError naming a bad name."""
+    if not families:
+        raise ValueError('families is empty: name at least one of ipv4, ipv6')
     names = {IPV4: name, IPV6: ipv6_name or IPV6_PREFIX + name}
     if name.startswith(IPV6_PREFIX):
         raise ValueError('name %r must not start with %r: that prefix marks the IPv6 copy' % (name, IPV6_PREFIX))

@@ -88,6 +88,7 @@ def test_set_names_kube_router_convention_and_override():
     ('inet6:pods', None, ['ipv4'], "name 'inet6:pods' must not start"),
     ('my pods', None, ['ipv4'], 'whitespace'),
     ('pods', 'pods', ['ipv4', 'ipv6'], 'different names'),
+    ('pods', None, [], 'families is empty'),
 ])
 def test_set_names_errors(name, ipv6_name, families, message):
     with pytest.raises(ValueError, match=message):
