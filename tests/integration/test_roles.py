@@ -3,6 +3,7 @@ namespace that plays one node (its node IPs on lo, kube-dummy-if as ifb), then t
 kernel read back: sets per family, VIP routes, the masquerade chain, FIP rules; an
 intent change converges; removal leaves foreign state alone; reruns change nothing."""
 
+import collections
 import copy
 import json
 import os
@@ -27,6 +28,7 @@ FIP_JUMPS = ['-A %s -m comment --comment "clusternet fip" -j CLUSTERNET-FIP-%s' 
     ('PREROUTING', 'DNAT'), ('OUTPUT', 'DNAT'), ('POSTROUTING', 'SNAT'))] * 2
 FOREIGN_RULE = '-s 10.99.0.0/16 -j MASQUERADE'
 FOREIGN_RULE6 = '-s fd99::/64 -j MASQUERADE'
+Run = collections.namedtuple('Run', 'stats failed')
 
 
 def join(*pairs):
@@ -59,7 +61,7 @@ def run_lab_playbook(ns, name, node):
 
 
 def run(ns, text, host, expect_failure=False, extra_args=()):
-    """Run a playbook in ns; return host's recap stats and its failed results."""
+    """Run a playbook in ns; return host's recap stats and the failed results."""
     proc = run_playbook(text, netns=ns.name, extra_args=extra_args)
     try:
         report = json.loads(proc.stdout)
@@ -68,7 +70,7 @@ def run(ns, text, host, expect_failure=False, extra_args=()):
     stats = report['stats'][host]
     failed = [result for play in report['plays'] for task in play['tasks'] for result in task['hosts'].values() if result.get('failed')]
     assert bool(stats['failures']) == expect_failure, json.dumps(failed or stats, indent=1)[:6000]
-    return stats, failed
+    return Run(stats, failed)
 
 
 def ipsets(ns):
@@ -142,7 +144,7 @@ def fip_rules(ns):
 
 def test_worker_node_converges_and_follows_intent_changes(netns):
     as_node(netns, 'node1')
-    stats, _ = converge(netns, LAB, 'node1')
+    stats = converge(netns, LAB, 'node1').stats
     assert stats['changed'] > 0
 
     sets = ipsets(netns)
@@ -160,7 +162,7 @@ def test_worker_node_converges_and_follows_intent_changes(netns):
         '-A POSTROUTING %s -j CLUSTERNET-POSTRTG' % MASQ] + want6
     assert fip_rules(netns) == ([], [])  # gw1 is the gateway of every FIP
 
-    stats, _ = converge(netns, LAB, 'node1')
+    stats = converge(netns, LAB, 'node1').stats
     assert stats['changed'] == 0
 
     # web-0 recreated with new IPs in both families, dns removed, the FIPs moved here,
@@ -183,7 +185,7 @@ def test_worker_node_converges_and_follows_intent_changes(netns):
     ])
     assert [rule for rule in nat(netns, 4) if rule.startswith('-A CLUSTERNET-POSTRTG ')] == want4
     assert [rule for rule in nat(netns, 6) if 'CLUSTERNET-POSTRTG' in rule] == []
-    stats, _ = converge(netns, changed, 'node1', clusternet_masquerade_families=['ipv4'])
+    stats = converge(netns, changed, 'node1', clusternet_masquerade_families=['ipv4']).stats
     assert stats['changed'] == 0
 
 
@@ -203,7 +205,7 @@ def test_fip_moved_to_another_gateway_leaves_the_old_one_clean(netns):
     moved = copy.deepcopy(LAB)
     for fip in moved['floating_ips']:
         fip['gateway'] = 'node1'
-    stats, _ = converge(netns, moved, 'gw1')
+    stats = converge(netns, moved, 'gw1').stats
     assert stats['changed'] > 0
     for family in (4, 6):
         rules = nat(netns, family)
@@ -220,7 +222,7 @@ def test_teardown_removes_only_what_the_collection_manages(netns):
     assert fip_rules(netns)[0] and vip_addresses(netns)
     assert json.loads(netns.out('ip -j -d link show kube-dummy-if'))[0]['linkinfo']['info_kind'] == 'ifb'  # the lab's group_vars
 
-    stats, _ = run_lab_playbook(netns, 'teardown', 'gw1')
+    stats = run_lab_playbook(netns, 'teardown', 'gw1').stats
     assert stats['changed'] > 0
     assert ipsets(netns) == {'foreign': {'10.43.0.10'}, 'inet6:foreign': set()}
     assert nat(netns, 4) == ['-A POSTROUTING ' + FOREIGN_RULE]
@@ -229,7 +231,7 @@ def test_teardown_removes_only_what_the_collection_manages(netns):
     assert vip_addresses(netns) is None
     for vip in ('10.43.0.10', '2001:db8:43::10', '192.0.2.80'):
         assert routes_to(netns, vip) == []
-    stats, _ = converge(netns, None, 'gw1', state='absent')  # no intent needed
+    stats = converge(netns, None, 'gw1', state='absent').stats  # no intent needed
     assert stats['changed'] == 0
 
 
@@ -238,7 +240,7 @@ def test_teardown_removes_only_what_the_collection_manages(netns):
     ({key: value for key, value in LAB.items() if key != 'cluster_cidrs'}, 'missing required arguments: cluster_cidrs'),
 ])
 def test_bad_intent_fails_before_the_kernel_is_touched(netns, cluster, message):
-    _, failed = converge(netns, cluster, 'node1', expect_failure=True)
+    failed = converge(netns, cluster, 'node1', expect_failure=True).failed
     assert message in failed[0]['msg']
     assert ipsets(netns) == {}
     assert nat(netns, 4) == [] and nat(netns, 6) == []
