@@ -24,9 +24,6 @@ COMMENT_PREFIX = 'clusternet fip '
 JUMP_COMMENT = 'clusternet fip'
 DNAT_PARENTS = ('PREROUTING', 'OUTPUT')
 SNAT_PARENTS = ('POSTROUTING',)
-MAX_CHAIN = 28
-BUILTIN_NAMES = ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING', 'ACCEPT', 'DROP', 'RETURN', 'QUEUE')
-CHAIN_RE = re.compile(r'^[A-Za-z0-9_.][A-Za-z0-9_.-]*$')
 FIP_COMMENT_RE = re.compile(r'--comment "%s([0-9A-Fa-f.:]+)"' % COMMENT_PREFIX)
 DNAT_TO_RE = re.compile(r' -j DNAT --to-destination (\S+)$')
 SNAT_FROM_RE = re.compile(r'^-s (\S+)/\d+ ')
@@ -59,11 +56,6 @@ class Fip(object):
 
 # --- validation -----------------------------------------------------------------
 
-def check_chain(chain, what):
-    if not CHAIN_RE.match(chain or '') or len(chain) > MAX_CHAIN or chain.upper() in BUILTIN_NAMES:
-        raise ValueError('invalid %s %r: expected a user chain name of 1-%d letters, digits, "_", "." or "-"' % (what, chain, MAX_CHAIN))
-
-
 def parse_unicast(value, what):
     """A host address rules can NAT to or from: not unspecified, loopback, multicast or scoped."""
     address = parse_address(value, what)
@@ -77,8 +69,8 @@ def validate(floating_ips, state, dnat_chain, snat_chain):
 
     With state absent internal_ip may be left out (a FIP is found by its external IP alone).
     """
-    check_chain(dnat_chain, 'dnat_chain')
-    check_chain(snat_chain, 'snat_chain')
+    ipt.check_chain(dnat_chain, 'dnat_chain')
+    ipt.check_chain(snat_chain, 'snat_chain')
     if dnat_chain == snat_chain:
         raise ValueError('dnat_chain and snat_chain are both %r: they must differ' % dnat_chain)
     pairs = []
@@ -221,7 +213,3 @@ def view(rules, ours, strays):
     lines = ['-A %s %s' % (chain, rule) for chain in ours for rule in rules.get(chain, [])]
     return lines + ['-A %s %s' % (chain, rule) for chain, rule in strays]
 
-
-def diff_text(views):
-    """{family: [lines]} -> one string with a header per family, for diff mode."""
-    return ''.join('# %s\n%s' % (family, ''.join(line + '\n' for line in views[family])) for family in FAMILIES)

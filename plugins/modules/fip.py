@@ -201,7 +201,7 @@ def main():
                                   payload=payload, conntrack_flushed=flushed)
             result['changed'] = result['changed'] or bool(payload) or bool(flushed)
     if module._diff:
-        result['diff'] = dict((key, fip.diff_text(dict((family, getattr(plans[family], key)) for family in FAMILIES))) for key in ('before', 'after'))
+        result['diff'] = dict((key, ipt.diff_text(dict((family, getattr(plans[family], key)) for family in FAMILIES))) for key in ('before', 'after'))
     module.exit_json(**result)
 
 

@@ -209,10 +209,6 @@ def test_plan_new_chain_names_move_the_rules():
     assert result.removed == [{'external_ip': '198.51.100.11', 'internal_ip': '10.0.0.6'}]
 
 
-def test_diff_text():
-    assert fipmod.diff_text({'ipv4': ['-A X a'], 'ipv6': []}) == '# ipv4\n-A X a\n# ipv6\n'
-
-
 # --- conntrack selection -----------------------------------------------------------------
 
 @pytest.mark.parametrize('src, dst, selected', [
