@@ -32,8 +32,7 @@ SNAT_FROM_RE = re.compile(r'^-s (\S+)/\d+ ')
 class Fip(object):
     """One floating IP as found in the kernel: its rules as (chain, rule) and the internal IPs they name."""
 
-    def __init__(self, external):
-        self.external = external
+    def __init__(self):
         self.rules = []
         self.internals = []
 
@@ -112,24 +111,26 @@ def desired_rules(external, internal, dnat_chain, snat_chain):
     ]
 
 
+def fip_of(rule):
+    """The external IP named by a rule's FIP comment, or None for any other rule."""
+    match = FIP_COMMENT_RE.search(rule)
+    if match:
+        try:
+            return parse_address(match.group(1))
+        except ValueError:
+            pass
+    return None
+
+
 def find_fips(table):
     """{external: Fip} for every rule of the table that carries a FIP comment, in any chain."""
     fips = {}
     for chain, rules in table.rules.items():
         for rule in rules:
-            match = FIP_COMMENT_RE.search(rule)
-            if not match:
-                continue
-            try:
-                external = parse_address(match.group(1))
-            except ValueError:
-                continue
-            fips.setdefault(external, Fip(external)).add(chain, rule)
+            external = fip_of(rule)
+            if external is not None:
+                fips.setdefault(external, Fip()).add(chain, rule)
     return fips
-
-
-def is_fip_rule(rule):
-    return FIP_COMMENT_RE.search(rule) is not None
 
 
 # --- plan ---------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def plan(table, wanted, state, exclusive, dnat_chain, snat_chain):
     content = {}
     for chain in ours:
         # Rules without a FIP comment in our chains are someone else's: kept, first.
-        content[chain] = [rule for rule in table.chain_rules(chain) if not is_fip_rule(rule)]
+        content[chain] = [rule for rule in table.chain_rules(chain) if fip_of(rule) is None]
     strays_kept = []
     for external in sorted(final):
         for chain, rule in final[external]:

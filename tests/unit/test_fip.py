@@ -184,6 +184,14 @@ def test_plan_keeps_uncommented_rule_in_our_chain_first():
     assert result.lines[:3] == [':%s - [0:0]' % D, '-A %s %s' % (D, FOREIGN), '-A %s %s' % (D, DNAT11)]
 
 
+def test_rule_with_unparsable_fip_comment_is_foreign_and_kept():
+    odd = '-d 192.0.2.1/32 -m comment --comment "clusternet fip 1.2.3" -j DNAT --to-destination 10.9.9.9'
+    assert fipmod.fip_of(odd) is None and fipmod.fip_of(DNAT10) == ip('198.51.100.10')
+    text = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (DNAT10, odd))
+    result = plan(nat(text), {ip('198.51.100.11'): ip('10.0.0.6')})
+    assert result.lines[:3] == [':%s - [0:0]' % D, '-A %s %s' % (D, odd), '-A %s %s' % (D, DNAT11)]
+
+
 def test_plan_absent_unknown_fip_is_a_no_op():
     result = plan(nat(), {ip('198.51.100.99'): None}, state='absent')
     assert (result.lines, result.removed, result.flush) == ([], [], [])
