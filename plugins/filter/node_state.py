@@ -96,7 +96,7 @@ def set_names(prefix):
 def _parse_nodes(nodes, cluster_nets, families):
     """node name -> {'node_ips': {family: addr}, 'pod_cidrs': {family: net}}."""
     out = {}
-    node_ip_owner, pod_cidrs_seen = {}, []
+    node_ip_owner, pod_cidrs = {}, []
     for name, node in _mapping(nodes, 'nodes').items():
         name = str(name)
         what = 'node %s' % name
@@ -112,14 +112,30 @@ def _parse_nodes(nodes, cluster_nets, families):
         for cidr in cidrs:
             if not any(cidr.version == net.version and cidr.subnet_of(net) for net in cluster_nets):
                 raise ValueError('%s pod CIDR %s is not inside any cluster CIDR' % (what, cidr))
-            for other, other_cidr in pod_cidrs_seen:
-                if cidr.overlaps(other_cidr):
-                    raise ValueError('%s pod CIDR %s overlaps %s pod CIDR %s' % (what, cidr, other, other_cidr))
-            pod_cidrs_seen.append((what, cidr))
+            pod_cidrs.append((cidr, what))
         out[name] = parsed
     if not out:
         raise ValueError('nodes is empty: the cluster needs at least one node')
+    overlap = _first_overlap(pod_cidrs)
+    if overlap:
+        (wide, wide_owner), (cidr, owner) = overlap
+        raise ValueError('%s pod CIDR %s overlaps %s pod CIDR %s' % (owner, cidr, wide_owner, wide))
     return out
+
+
+def _first_overlap(owned):
+    """owned: [(network, owner)]. Two that overlap, or None; n log n, as clusters have thousands of nodes.
+
+    In start-address order a network overlaps an earlier one exactly when it starts at or
+    before the end of the one just before it, as long as none overlapped before.
+    """
+    previous = None
+    for item in sorted(owned, key=lambda item: (item[0].version, item[0].network_address)):
+        # No overlap so far: the networks seen are disjoint, so the previous one ends furthest.
+        if previous and previous[0].version == item[0].version and item[0].network_address <= previous[0].broadcast_address:
+            return previous, item
+        previous = item
+    return None
 
 
 def _parse_services(services, service_nets, families):

@@ -173,3 +173,19 @@ def test_masquerade_families_leave_the_others_without_cidrs():
 def test_refuses_unknown_masquerade_families(families):
     with pytest.raises(AnsibleFilterError, match='masquerade families'):
         node_state(LAB, 'node1', masquerade_families=families)
+
+
+@pytest.mark.parametrize('cidrs, message', [
+    (['10.42.0.0/20', '10.42.16.0/24', '10.42.1.0/24'], 'node c pod CIDR 10.42.1.0/24 overlaps node a pod CIDR 10.42.0.0/20'),
+    (['10.42.2.0/24', '10.42.0.0/16', '10.42.1.0/24'], 'node c pod CIDR 10.42.1.0/24 overlaps node b pod CIDR 10.42.0.0/16'),
+    (['10.42.1.0/25', '10.42.1.128/25', '10.42.2.0/24'], None),
+])
+def test_pod_cidr_overlap_is_found_in_any_order(cidrs, message):
+    cluster = {'cluster_cidrs': ['10.42.0.0/16'], 'service_cidrs': ['10.43.0.0/16'],
+               'nodes': dict((name, {'node_ips': ['192.168.50.%d' % index], 'pod_cidrs': [cidr]})
+                             for index, (name, cidr) in enumerate(zip('abc', cidrs), 1))}
+    if message is None:
+        assert node_state(cluster, 'a')['ipset'][0]['entries'] == cidrs
+        return
+    with pytest.raises(AnsibleFilterError, match=message):
+        node_state(cluster, 'a')
