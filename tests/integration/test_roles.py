@@ -42,7 +42,7 @@ def as_node(ns, name):
     ns.run('ip addr add %s/32 dev lo && ip -6 addr add %s/128 dev lo nodad' % (ip4, ip6))
 
 
-def converge(ns, cluster, node, state='present', expect_failure=False, **extra_vars):
+def converge(ns, cluster, node, state='present', expect_failure=False, check=False, **extra_vars):
     """Run node_network for `node` inside ns; return the play's stats for the host."""
     play = [{
         'hosts': 'all', 'gather_facts': False,
@@ -50,7 +50,7 @@ def converge(ns, cluster, node, state='present', expect_failure=False, **extra_v
                       'clusternet_state': state, 'clusternet_vip_link_kind': 'ifb'}, **extra_vars),
         'roles': ['clusternet.node.node_network'],
     }]
-    return run(ns, json.dumps(play), 'localhost', expect_failure=expect_failure)
+    return run(ns, json.dumps(play), 'localhost', expect_failure=expect_failure, extra_args=['--check'] if check else [])
 
 
 def run_lab_playbook(ns, name, node):
@@ -242,6 +242,14 @@ def test_teardown_removes_only_what_the_collection_manages(netns):
 def test_bad_intent_fails_before_the_kernel_is_touched(netns, cluster, message):
     failed = converge(netns, cluster, 'node1', expect_failure=True).failed
     assert message in failed[0]['msg']
+    assert ipsets(netns) == {}
+    assert nat(netns, 4) == [] and nat(netns, 6) == []
+    assert vip_addresses(netns) is None
+
+
+def test_check_mode_reports_changes_and_touches_nothing(netns):
+    as_node(netns, 'gw1')
+    assert converge(netns, LAB, 'gw1', check=True).stats['changed'] > 0
     assert ipsets(netns) == {}
     assert nat(netns, 4) == [] and nat(netns, 6) == []
     assert vip_addresses(netns) is None
