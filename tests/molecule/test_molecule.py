@@ -14,13 +14,25 @@ from harness import REPO
 VENV_BIN = os.path.dirname(sys.executable)
 SCENARIOS = sorted(name for name in os.listdir(os.path.join(REPO, 'molecule'))
                    if os.path.isfile(os.path.join(REPO, 'molecule', name, 'molecule.yml')))
+CONTAINERS_CONF = os.path.join(REPO, 'lab', 'containers.conf')
 
 
-def molecule(*args, cwd=REPO):
-    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get('PATH', ''), NO_COLOR='1', PY_COLORS='0',
-               ANSIBLE_FORCE_COLOR='0', ANSIBLE_NOCOLOR='1', CONTAINERS_CONF=os.path.join(REPO, 'lab', 'containers.conf'))
-    return subprocess.run([os.path.join(VENV_BIN, 'molecule')] + list(args), cwd=cwd, env=env, timeout=1200,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+class Molecule(object):
+    """One `molecule ARGS` run in the background, its output in a file (no pipe to fill)."""
+
+    def __init__(self, args, cwd, log):
+        env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get('PATH', ''), NO_COLOR='1', PY_COLORS='0',
+                   ANSIBLE_FORCE_COLOR='0', ANSIBLE_NOCOLOR='1', CONTAINERS_CONF=CONTAINERS_CONF)
+        self.log = log
+        with open(log, 'w') as out:
+            self.proc = subprocess.Popen([os.path.join(VENV_BIN, 'molecule')] + list(args), cwd=cwd, env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+
+    def result(self, timeout=1200):
+        """(exit code, output) once the run ends."""
+        returncode = self.proc.wait(timeout=timeout)
+        with open(self.log) as out:
+            return returncode, out.read()
 
 
 def lab_prefix(scenario_dir):
@@ -31,7 +43,7 @@ def lab_prefix(scenario_dir):
 def leftovers(prefix):
     """What a scenario with this lab prefix left behind: containers and its switch netns."""
     containers = subprocess.run(['podman', 'ps', '-a', '--filter', 'label=clusternet.lab=' + prefix, '--format', '{{.Names}}'],
-                                env=dict(os.environ, CONTAINERS_CONF=os.path.join(REPO, 'lab', 'containers.conf')),
+                                env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF),
                                 capture_output=True, text=True, check=True).stdout.split()
     netns = [line.split()[0] for line in subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True).stdout.splitlines()]
     return containers + [ns for ns in netns if ns == prefix + '-sw']
@@ -39,14 +51,6 @@ def leftovers(prefix):
 
 def tail(text, lines=120):
     return '\n'.join(text.splitlines()[-lines:])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('scenario', SCENARIOS)
-def test_scenario(scenario):
-    proc = molecule('test', '-s', scenario)
-    assert proc.returncode == 0, tail(proc.stdout)
-    assert leftovers(lab_prefix(os.path.join(REPO, 'molecule', scenario))) == []
 
 
 FAILING = """\
@@ -91,17 +95,48 @@ FAILING_TESTS = """\
 """
 
 
-@pytest.mark.slow
-def test_failing_verify_fails_the_run_and_destroys_its_containers(tmp_path):
-    """A scenario built on the same create/destroy playbooks whose verify has one passing
-    and one failing test: molecule must exit non-zero after the verifier ran, and leave
-    no container or namespace behind."""
-    scenario = tmp_path / 'molecule' / 'verify-fails'
+def failing_project(root):
+    """A project holding one scenario on the same create/destroy playbooks whose verify has one
+    passing and one failing test."""
+    scenario = root / 'molecule' / 'verify-fails'
     (scenario / 'tests').mkdir(parents=True)
     (scenario / 'molecule.yml').write_text(textwrap.dedent(FAILING).replace('REPO', REPO))
     (scenario / 'converge.yml').write_text(textwrap.dedent(FAILING_CONVERGE))
     (scenario / 'tests' / 'test_fails.py').write_text(textwrap.dedent(FAILING_TESTS))
-    proc = molecule('test', '-s', 'verify-fails', cwd=str(tmp_path))
-    assert proc.returncode != 0, tail(proc.stdout)
-    assert '1 failed, 1 passed' in proc.stdout and 'Verifier tests failed' in proc.stdout, tail(proc.stdout)
+    return str(root)
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    """Every scenario, and the failing one, start together: a run mostly waits on `podman exec`
+    round trips rather than using CPU, and their containers and namespaces do not overlap.
+    The collection and the image are made ready first, so the runs do not race to make them."""
+    for script in ('collections.sh', 'image.sh'):
+        subprocess.run(['bash', os.path.join(REPO, 'lab', script)], check=True, env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF))
+    logs = tmp_path_factory.mktemp('molecule-logs')
+    started = dict((name, Molecule(['test', '-s', name], REPO, str(logs / name))) for name in SCENARIOS)
+    started['verify-fails'] = Molecule(['test', '-s', 'verify-fails'], failing_project(tmp_path_factory.mktemp('failing')),
+                                       str(logs / 'verify-fails'))
+    yield started
+    for run in started.values():
+        if run.proc.poll() is None:
+            run.proc.terminate()
+            run.proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('scenario', SCENARIOS)
+def test_scenario(scenario, runs):
+    returncode, output = runs[scenario].result()
+    assert returncode == 0, tail(output)
+    assert leftovers(lab_prefix(os.path.join(REPO, 'molecule', scenario))) == []
+
+
+@pytest.mark.slow
+def test_failing_verify_fails_the_run_and_destroys_its_containers(runs):
+    """Molecule must exit non-zero after the verifier ran (one test passed, one failed)
+    and leave no container or namespace behind."""
+    returncode, output = runs['verify-fails'].result()
+    assert returncode != 0, tail(output)
+    assert '1 failed, 1 passed' in output and 'Verifier tests failed' in output, tail(output)
     assert leftovers('cn-mol-fail') == []
