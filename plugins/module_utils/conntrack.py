@@ -21,20 +21,26 @@ import traceback
 
 from ansible_collections.clusternet.node.plugins.module_utils.families import IPV4, IPV6
 
-try:
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple, NFCTSocket
-    HAS_PYROUTE2 = True
-    IMPORT_ERROR = None
-except ImportError:
-    HAS_PYROUTE2 = False
-    IMPORT_ERROR = traceback.format_exc()
-
 ADDRESS_FAMILY = {IPV4: socket.AF_INET, IPV6: socket.AF_INET6}
+# pyroute2's names, imported by require() on first need: the import costs more than a
+# whole run that has nothing to flush (creating 1000 FIPs), so such runs skip it.
+LIB = {}
 
 
 class ConntrackError(Exception):
     pass
+
+
+def require():
+    """Import pyroute2's conntrack socket once; None, or the ImportError traceback."""
+    if not LIB:
+        try:
+            from pyroute2.netlink.exceptions import NetlinkError
+            from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple, NFCTSocket
+        except ImportError:
+            return traceback.format_exc()
+        LIB.update(NetlinkError=NetlinkError, NFCTAttrTuple=NFCTAttrTuple, NFCTSocket=NFCTSocket)
+    return None
 
 
 def selects(orig_src, orig_dst, sources, destinations):
@@ -49,7 +55,7 @@ def original_tuple(address_family, msg):
     travel in the same attributes, and without them the kernel rejects the delete.
     """
     raw = msg.get_attr('CTA_TUPLE_ORIG')
-    orig = NFCTAttrTuple.from_netlink(address_family, raw)
+    orig = LIB['NFCTAttrTuple'].from_netlink(address_family, raw)
     if orig.sport is None:
         proto = raw.get_attr('CTA_TUPLE_PROTO')
         orig.sport = proto.get_attr('CTA_PROTO_SRC_PORT')
@@ -60,18 +66,18 @@ def original_tuple(address_family, msg):
 def flush(family, sources, destinations, check_mode=False):
     """Delete every entry of the family whose original source is in sources or whose
     original destination is in destinations (sets of ip_address); return how many
-    went (would go, in check mode)."""
+    went (would go, in check mode). require() must have succeeded."""
     if not sources and not destinations:
         return 0
     address_family = ADDRESS_FAMILY[family]
     try:
         return _flush(address_family, sources, destinations, check_mode)
-    except NetlinkError as exc:
+    except LIB['NetlinkError'] as exc:
         raise ConntrackError('conntrack %s flush failed: %s' % (family, exc)) from exc
 
 
 def _flush(address_family, sources, destinations, check_mode):
-    sock = NFCTSocket(nfgen_family=address_family)
+    sock = LIB['NFCTSocket'](nfgen_family=address_family)
     try:
         # Collect first: deleting on the socket while its dump is being read would interleave replies.
         tuples = [original_tuple(address_family, msg) for msg in sock.dump()]
@@ -82,7 +88,7 @@ def _flush(address_family, sources, destinations, check_mode):
         for orig in tuples:
             try:
                 sock.entry('del', tuple_orig=orig)
-            except NetlinkError as exc:
+            except LIB['NetlinkError'] as exc:
                 if exc.code != errno.ENOENT:
                     raise
                 continue

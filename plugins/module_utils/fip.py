@@ -98,16 +98,13 @@ def validate(floating_ips, state, dnat_chain, snat_chain):
 
 # --- rules ------------------------------------------------------------------------
 
-def comment(external):
-    return COMMENT_PREFIX + str(external)
-
-
 def desired_rules(external, internal, dnat_chain, snat_chain):
     """A FIP's two rules as (chain, rule), in the text iptables-save prints."""
-    tag = ipt.comment_match(comment(external))
+    ext, intl = str(external), str(internal)  # IPv6 str() is slow enough to matter for 1000 FIPs
+    tag = ipt.comment_match(COMMENT_PREFIX + ext)
     return [
-        (dnat_chain, '-d %s/%d %s -j DNAT --to-destination %s' % (external, external.max_prefixlen, tag, internal)),
-        (snat_chain, '-s %s/%d %s -j SNAT --to-source %s' % (internal, internal.max_prefixlen, tag, external)),
+        (dnat_chain, '-d %s/%d %s -j DNAT --to-destination %s' % (ext, external.max_prefixlen, tag, intl)),
+        (snat_chain, '-s %s/%d %s -j SNAT --to-source %s' % (intl, internal.max_prefixlen, tag, ext)),
     ]
 
 

@@ -30,7 +30,7 @@ version_added: 0.1.0
 author: clusternet maintainers
 requirements:
   - iptables (iptables-save, iptables-restore, ip6tables-save, ip6tables-restore)
-  - pyroute2 >= 0.7.2 when O(flush_conntrack=true)
+  - pyroute2 >= 0.7.2 when O(flush_conntrack=true) and a FIP is removed or remapped
 extends_documentation_fragment:
   - clusternet.node.attributes
 options:
@@ -173,9 +173,6 @@ def main():
         wanted = fip.validate(params['floating_ips'], params['state'], params['dnat_chain'], params['snat_chain'])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    if params['flush_conntrack'] and not conntrack.HAS_PYROUTE2:
-        module.fail_json(msg=missing_required_lib('pyroute2'), exception=conntrack.IMPORT_ERROR)
-
     result = {'changed': False}
     with host_lock():
         plans = {}
@@ -185,12 +182,17 @@ def main():
                 plans[family] = fip.plan(table, wanted[family], params['state'], params['exclusive'], params['dnat_chain'], params['snat_chain'])
             except ValueError as exc:
                 module.fail_json(msg=str(exc))
+        # Checked before anything is written; pyroute2 is needed only when there is something to flush.
+        flush = params['flush_conntrack'] and any(plans[family].flush for family in FAMILIES)
+        missing = conntrack.require() if flush else None
+        if missing:
+            module.fail_json(msg=missing_required_lib('pyroute2'), exception=missing)
         for family in FAMILIES:
             payload = ipt.render_restore(fip.TABLE, plans[family].lines)
             if payload and not module.check_mode:
                 ipt.restore(module, family, payload)
             flushed = 0
-            if params['flush_conntrack']:
+            if flush:
                 sources = set(internal for _external, internals in plans[family].flush for internal in internals)
                 destinations = set(external for external, _internals in plans[family].flush)
                 try:
