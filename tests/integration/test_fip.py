@@ -299,3 +299,17 @@ def test_foreign_rules_idempotence_check_mode_exclusive_and_diff(netns):
 
     netns.module('fip', {'floating_ips': []})
     assert nat_rules(netns) == foreign, 'no FIP left: chains and jumps gone, foreign rules exactly as before'
+
+
+def test_without_pyroute2_create_works_and_removal_fails_before_writing(netns, tmp_path, monkeypatch):
+    fake = tmp_path / 'nolib' / 'pyroute2'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text('raise ImportError("pyroute2 hidden by the test")\n')
+    monkeypatch.setenv('PYTHONPATH', str(fake.parent))
+    netns.module('fip', {'floating_ips': FIPS})
+    assert complete(netns, EXT4, INT4, 32), 'nothing to flush: pyroute2 is not needed'
+    result = netns.module('fip', {'floating_ips': FIPS_B}, expect_failure=True)
+    assert 'pyroute2' in result['msg']
+    assert complete(netns, EXT4, INT4, 32) and rules_of(netns, EXT4B) == [], 'failed before any write'
+    netns.module('fip', {'floating_ips': FIPS_B, 'flush_conntrack': False})
+    assert rules_of(netns, EXT4) == [] and complete(netns, EXT4B, INT4B, 32)
