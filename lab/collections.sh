@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Install the collections the lab and Molecule need into the venv without Galaxy
 # (unreachable here): containers.podman (the podman connection plugin) is taken
 # from the `ansible` community wheel on PyPI; only its directory is unpacked into

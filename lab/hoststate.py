@@ -47,8 +47,8 @@ def nat(host, fam):
         if line.startswith(':'):
             chains.setdefault(line[1:].split()[0], [])
         elif line.startswith('-A '):
-            chain, _, rule = line[3:].partition(' ')
-            chains.setdefault(chain, []).append(rule)
+            parts = line[3:].partition(' ')
+            chains.setdefault(parts[0], []).append(parts[2])
     return chains
 
 

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the node image localhost/clusternet-node:bookworm offline-style: debootstrap
 # from the machine's own Debian mirror, then `podman import`. Reused when present.
 # Progress (debootstrap's stage lines) goes to stderr so a slow build is visible.

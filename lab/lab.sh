@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # make lab / make lab-down.
 #   up:   node image (built once), the lab's containers and network from
 #         inventories/lab, playbooks/site.yml, then lab/check.py's summary,

@@ -43,7 +43,7 @@ ROUTE_PROTO = 'static'  # marks the routes this tool owns, so a re-run replaces 
 
 
 def run(*cmd, check=True):
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise SystemExit('labnet: %s failed (%d): %s' % (' '.join(cmd), proc.returncode, proc.stderr.strip()))
     return proc

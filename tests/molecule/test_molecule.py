@@ -45,7 +45,7 @@ def leftovers(prefix):
     containers = subprocess.run(['podman', 'ps', '-a', '--filter', 'label=clusternet.lab=' + prefix, '--format', '{{.Names}}'],
                                 env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF),
                                 capture_output=True, text=True, check=True).stdout.split()
-    netns = [line.split()[0] for line in subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True).stdout.splitlines()]
+    netns = [line.split()[0] for line in subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True, check=True).stdout.splitlines()]
     return containers + [ns for ns in netns if ns == prefix + '-sw']
 
 
