@@ -369,7 +369,7 @@ def run(module):
             desired = desired_entries(params['entries'], params['set_type'], families)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    with host_lock():
+    with host_lock(module):
         live = dict((family, save_set(module, name)) for family, name in names.items())
         try:
             if params['state'] == 'present':

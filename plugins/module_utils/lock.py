@@ -26,7 +26,8 @@ class LockTimeout(Exception):
 
 
 @contextlib.contextmanager
-def host_lock(path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
+def host_lock(module=None, path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
+    """Hold the host lock; with a module, a timeout is a clean failure, not a traceback."""
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
@@ -41,7 +42,10 @@ def host_lock(path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
-                    raise LockTimeout('could not take the host lock %s within %ss' % (path, timeout)) from exc
+                    msg = 'could not take the host lock %s within %ss: another clusternet.node run holds it' % (path, timeout)
+                    if module is not None:
+                        module.fail_json(msg=msg)
+                    raise LockTimeout(msg) from exc
                 time.sleep(0.02)
         yield
     finally:

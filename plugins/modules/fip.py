@@ -174,7 +174,7 @@ def main():
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     result = {'changed': False}
-    with host_lock():
+    with host_lock(module):
         plans = {}
         for family in FAMILIES:
             table = ipt.save_table(module, family, fip.TABLE)

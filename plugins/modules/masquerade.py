@@ -155,7 +155,7 @@ def main():
         module.fail_json(msg=str(exc))
 
     result = {'changed': False}
-    with host_lock():
+    with host_lock(module):
         for family in FAMILIES:
             rules = family_rules(module, intent, family)
             table, payload = ipt.sync_table(module, family, masq.TABLE, functools.partial(masq.plan, chain=intent.chain, rules=rules, comment=intent.comment))
