@@ -20,7 +20,9 @@ __metaclass__ = type
 
 import collections
 import errno
+import os
 import socket
+import struct
 import time
 import traceback
 
@@ -37,6 +39,8 @@ from ansible_collections.clusternet.node.plugins.module_utils.lock import host_l
 
 try:
     from pyroute2 import IPRoute, NetlinkError
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
     HAS_PYROUTE2 = True
     PYROUTE2_IMPORT_ERROR = None
 except ImportError:
@@ -58,6 +62,13 @@ IFA_F_NODAD = 0x02
 # Keeps the kernel from adding the main-table prefix route, on add and on link up.
 IFA_F_NOPREFIXROUTE = 0x200
 MAX_IFNAME = 15
+NETLINK_ROUTE = 0
+NLMSG_ERROR = 2
+RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE = 20, 21, 24, 25
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x200, 0x400
+# Requests per send: their acks must fit the socket's default receive buffer.
+CHUNK = 100
+NLMSG_ERROR_HEADER = struct.Struct('=IHHIIi')
 # How long to wait for the kernel's IPv6 local routes of new addresses to appear.
 SETTLE_TIMEOUT = 5.0
 
@@ -304,16 +315,46 @@ def route_from_msg(msg):
                  parse_address(prefsrc) if prefsrc else None, _attr(msg, 'RTA_PRIORITY', 0))
 
 
-def route_args(route):
-    """pyroute2 route() keywords for a Route; metric 0 is left out (the kernel reads 0 as 'any' on
-    delete, but pyroute2 and the kernel turn an explicit IPv6 0 into 1024)."""
-    args = dict(family=AF[route.family], dst=str(route.dst), dst_len=route.dst_len, table=route.table,
-                type=route.type, proto=route.proto, scope=route.scope, oif=route.oif)
-    if route.prefsrc is not None:
-        args['prefsrc'] = str(route.prefsrc)
-    if route.priority:
-        args['priority'] = route.priority
-    return args
+def encode_step(step, seq):
+    """One step as one netlink request, encoded by pyroute2's message classes.
+    Metric 0 is left out: on delete the kernel reads no metric as 'any' and picks the
+    lowest, while an explicit IPv6 0 would be turned into 1024."""
+    item = step.item
+    if step.action in (ADDR_ADD, ADDR_DEL):
+        msg = ifaddrmsg()
+        msg['family'], msg['prefixlen'], msg['index'] = AF[item.family], item.prefixlen, item.index
+        msg['attrs'] = [('IFA_LOCAL', str(item.ip)), ('IFA_ADDRESS', str(item.ip))]
+        if step.action == ADDR_ADD and item.family == IPV6:
+            msg['flags'] = IFA_F_NODAD
+            msg['attrs'].append(('IFA_FLAGS', IFA_F_NODAD | IFA_F_NOPREFIXROUTE))
+        msg_type, flags = (RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL) if step.action == ADDR_ADD else (RTM_DELADDR, 0)
+    else:
+        msg = rtmsg()
+        msg['family'], msg['dst_len'] = AF[item.family], item.dst_len
+        msg['table'] = item.table if item.table < 256 else 252  # RT_TABLE_COMPAT: RTA_TABLE has the real one
+        msg['type'], msg['proto'], msg['scope'] = item.type, item.proto, item.scope
+        msg['attrs'] = [('RTA_TABLE', item.table), ('RTA_DST', str(item.dst)), ('RTA_OIF', item.oif)]
+        if item.prefsrc is not None:
+            msg['attrs'].append(('RTA_PREFSRC', str(item.prefsrc)))
+        if item.priority:
+            msg['attrs'].append(('RTA_PRIORITY', item.priority))
+        msg_type, flags = (RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE) if step.action == ROUTE_REPLACE else (RTM_DELROUTE, 0)
+    msg['header']['type'] = msg_type
+    msg['header']['flags'] = NLM_F_REQUEST | NLM_F_ACK | flags
+    msg['header']['sequence_number'] = seq
+    msg.encode()
+    return bytes(msg.data)
+
+
+def parse_acks(data):
+    """(sequence number, errno) of each ack in a receive buffer; errno 0 is success."""
+    acks, offset = [], 0
+    while offset + NLMSG_ERROR_HEADER.size <= len(data):
+        length, msg_type, _flags, seq, _pid, error = NLMSG_ERROR_HEADER.unpack_from(data, offset)
+        if msg_type == NLMSG_ERROR:
+            acks.append((seq, -error))
+        offset += ((length + 3) & ~3) or len(data)
+    return acks
 
 
 # --- kernel I/O ---------------------------------------------------------------
@@ -322,11 +363,17 @@ def read_links(ipr):
     return [link_from_msg(m) for m in ipr.get_links()]
 
 
-def read_state(ipr, families=FAMILIES):
-    """One address dump and one route dump per family."""
-    dump = ipr.get_addr(family=AF[families[0]]) if len(families) == 1 else ipr.get_addr()
-    addresses = [a for a in (address_from_msg(m) for m in dump) if a is not None]
-    routes = [r for family in families for r in (route_from_msg(m) for m in ipr.get_routes(family=AF[family])) if r is not None]
+def read_routes(ipr, families=FAMILIES):
+    """One route dump per family, host routes only, each once: a dump taken while the kernel
+    inserts routes can list one twice, and a second metric-less delete would hit ours."""
+    routes = (route_from_msg(m) for family in families for m in ipr.get_routes(family=AF[family]))
+    return list(dict.fromkeys(r for r in routes if r is not None))
+
+
+def read_state(ipr):
+    """One address dump (both families) and one route dump per family."""
+    addresses = [a for a in (address_from_msg(m) for m in ipr.get_addr()) if a is not None]
+    routes = read_routes(ipr)
     return addresses, routes
 
 
@@ -344,39 +391,39 @@ def apply_link(ipr, steps, ifname, kind, index):
     return index
 
 
-def apply_step(ipr, step):
-    item = step.item
-    if step.action in (ADDR_ADD, ADDR_DEL):
-        command = 'add' if step.action == ADDR_ADD else 'del'
-        args = dict(index=item.index, address=str(item.ip), prefixlen=item.prefixlen, family=AF[item.family])
-        if step.action == ADDR_ADD and item.family == IPV6:
-            args['flags'] = IFA_F_NODAD | IFA_F_NOPREFIXROUTE
-        ipr.addr(command, **args)
-    else:
-        ipr.route('replace' if step.action == ROUTE_REPLACE else 'del', **route_args(item))
+def apply_steps(steps, names):
+    """Send the steps in order, CHUNK requests per send, and check every request's ack.
+    Stops after the first chunk with an error other than a TOLERATED one."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        sock.bind((0, 0))
+        for start in range(0, len(steps), CHUNK):
+            chunk = steps[start:start + CHUNK]
+            sock.send(b''.join(encode_step(step, start + i + 1) for i, step in enumerate(chunk)))
+            errors, pending = [], len(chunk)
+            while pending:
+                for seq, code in parse_acks(sock.recv(65536)):
+                    pending -= 1
+                    step = steps[seq - 1]
+                    if code and TOLERATED.get(step.action) != code:
+                        errors.append((step, code))
+            if errors:
+                step, code = errors[0]
+                what = render_address(step.item) if step.action in (ADDR_ADD, ADDR_DEL) else render_route(step.item, names)
+                raise RuntimeError('%s %s failed: %s' % (step.action, what, os.strerror(code)))
+    finally:
+        sock.close()
 
 
-def apply_steps(ipr, steps, names):
-    for step in steps:
-        try:
-            apply_step(ipr, step)
-        except NetlinkError as exc:
-            if TOLERATED.get(step.action) == exc.code:
-                continue
-            what = render_address(step.item) if step.action in (ADDR_ADD, ADDR_DEL) else render_route(step.item, names)
-            raise RuntimeError('%s %s failed: %s' % (step.action, what, exc)) from exc
-
-
-def settle(ipr, index, vips, node_ips, awaited, names, timeout=SETTLE_TIMEOUT):
-    """Re-plan the IPv6 VIPs from fresh dumps until the kernel's awaited local routes have
-    appeared (and been deleted). Returns the VIPs still awaited when the timeout ran out."""
+def settle(ipr, index, awaited, names, timeout=SETTLE_TIMEOUT):
+    """Delete the kernel's IPv6 local routes of the awaited VIPs as they appear, one route
+    dump per pass. Returns the VIPs still awaited when the timeout ran out."""
     awaited = set(awaited)
-    vips6 = [v for v in vips if v.version == 6]
     deadline = time.monotonic() + timeout
     while awaited:
-        addresses, routes = read_state(ipr, (IPV6,))
-        awaited -= set(r.dst for r in routes if r == kernel_local_route(r.dst, index))
-        apply_steps(ipr, plan_vips(index, addresses, routes, vips6, node_ips, False, 'present')[0], names)
+        found = [r for r in read_routes(ipr, (IPV6,)) if r.dst in awaited and r == kernel_local_route(r.dst, index)]
+        apply_steps([Step(ROUTE_DEL, r) for r in found], names)
+        awaited -= set(r.dst for r in found)
         if awaited:
             if time.monotonic() >= deadline:
                 break
@@ -439,10 +486,10 @@ def _reconcile(module, ipr, ifname, state, vips, node_ips):
     if not module.check_mode:
         awaited = awaited_routes(vips, changes[IPV6]['added'], routes, index, 'up' in link_steps) if state == 'present' else ()
         try:
-            apply_steps(ipr, steps, names)
+            apply_steps(steps, names)
             if 'delete' in link_steps:
                 apply_link(ipr, link_steps, ifname, params['link_kind'], index)
-            late = settle(ipr, index, vips, node_ips, awaited, names)
+            late = settle(ipr, index, awaited, names)
         except (RuntimeError, NetlinkError) as exc:
             module.fail_json(msg=str(exc))
         if late:
