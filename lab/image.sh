@@ -23,10 +23,13 @@ root=$(mktemp -d /var/tmp/clusternet-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 start=$SECONDS
 echo "building $IMAGE with debootstrap from $mirror (about a minute)..."
-debootstrap --variant=minbase --include="$PACKAGES" bookworm "$root" "$mirror" 2>&1 \
-    | stdbuf -oL grep -E '^I: (Retrieving Release|Validating Packages|Resolving|Found additional|Checking component|Extracting base|Installing core|Unpacking required|Configuring required|Unpacking the base|Configuring the base|Base system installed)' \
-    | sed -u "s/^I: /  [image] /" || true
+debootstrap --variant=minbase --include="$PACKAGES" bookworm "$root" "$mirror" 2>&1 | awk '
+    /^I: Retrieving / && !/Release|Packages/ { if (++n % 25 == 0) { printf "  [image] downloaded %d packages\n", n; fflush() } next }
+    /^I: (Resolving dependencies of base|Checking component|Installing core|Unpacking required|Configuring required|Unpacking the base|Configuring the base|Base system)/ {
+        sub(/^I: /, "  [image] "); print; fflush() }
+    /^E: / { print; fflush() }' || true
 [ -x "$root/usr/bin/python3" ] || { echo "debootstrap failed: no python3 in $root" >&2; exit 1; }
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+echo "  [image] importing the root filesystem into podman"
 tar -C "$root" -c . | podman import --quiet - "$IMAGE" >/dev/null
 echo "image $IMAGE built in $((SECONDS - start)) s"
