@@ -11,7 +11,7 @@ module: vip
 short_description: Service VIPs on a local interface, with routes the node itself can use
 description:
   - Puts service VIPs of both families on a local interface (kube-router's C(kube-dummy-if)) as C(/32) or C(/128)
-    and gives each exactly the route host-originated traffic needs:
+    and gives each exactly the route host-originated traffic needs,
     C(local VIP dev IF table local proto kernel scope host src NODE_IP), with the node IP of the VIP's family.
   - For IPv6 no other route to the VIP's C(/128) is left in any table. The kernel adds a main-table prefix route
     (metric 256) and a local-table route (metric 0, no source) for every IPv6 address, which make the VIP
@@ -20,11 +20,14 @@ description:
     kernel afresh (one link dump, one address dump, one route dump per family) and repairs them.
   - IPv6 VIPs are added with C(nodad) and C(noprefixroute), so they are usable at once and the kernel adds
     no main-table route for them, not even on link up.
-  - Links, addresses and routes are read and written over netlink with pyroute2, one targeted call per change.
+  - Links, addresses and routes are read with pyroute2 netlink dumps. Each address or route change is one netlink
+    request, encoded with pyroute2's message classes and sent in batches whose every request is acknowledged.
+  - The kernel inserts an IPv6 address's local route from a work queue, after the add has returned. The module
+    waits for these routes (at most 5 seconds) and deletes them as they appear.
   - Runs of this collection's modules on one host are serialized by a host lock.
   - All input is validated before the kernel is touched; a node IP must be a local address of another interface.
 version_added: 1.0.0
-author: clusternet.node contributors
+author: clusternet maintainers (@clusternet)
 requirements:
   - pyroute2 0.7.2 or later on the managed node (Debian 12 C(python3-pyroute2) works)
 extends_documentation_fragment:
