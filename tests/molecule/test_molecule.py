@@ -54,6 +54,7 @@ def tail(text, lines=120):
 
 
 FAILING = """\
+    prerun: false
     dependency: {name: shell, command: bash REPO/lab/collections.sh}
     driver: {name: default}
     provisioner:
