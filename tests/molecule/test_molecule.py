@@ -108,16 +108,24 @@ def failing_project(root):
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
-    """Every scenario, and the failing one, start together: a run mostly waits on `podman exec`
-    round trips rather than using CPU, and their containers and namespaces do not overlap.
-    The collection and the image are made ready first, so the runs do not race to make them."""
+def runs(request, tmp_path_factory):
+    """The selected scenarios, and the failing one, start together: a run mostly waits on
+    `podman exec` round trips rather than using CPU, and their containers and namespaces
+    do not overlap. The collection and the image are made ready first, so the runs do not
+    race to make them."""
+    wanted = set()
+    for item in request.session.items:
+        if item.originalname == 'test_scenario':
+            wanted.add(item.callspec.params['scenario'])
+        elif item.originalname == test_failing_verify_fails_the_run_and_destroys_its_containers.__name__:
+            wanted.add('verify-fails')
     for script in ('collections.sh', 'image.sh'):
         subprocess.run(['bash', os.path.join(REPO, 'lab', script)], check=True, env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF))
     logs = tmp_path_factory.mktemp('molecule-logs')
-    started = dict((name, Molecule(['test', '-s', name], REPO, str(logs / name))) for name in SCENARIOS)
-    started['verify-fails'] = Molecule(['test', '-s', 'verify-fails'], failing_project(tmp_path_factory.mktemp('failing')),
-                                       str(logs / 'verify-fails'))
+    started = dict((name, Molecule(['test', '-s', name], REPO, str(logs / name))) for name in SCENARIOS if name in wanted)
+    if 'verify-fails' in wanted:
+        started['verify-fails'] = Molecule(['test', '-s', 'verify-fails'], failing_project(tmp_path_factory.mktemp('failing')),
+                                           str(logs / 'verify-fails'))
     yield started
     for run in started.values():
         if run.proc.poll() is None:
