@@ -68,6 +68,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE = 20, 21, 24, 25
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x200, 0x400
 # Requests per send: their acks must fit the socket's default receive buffer.
 CHUNK = 100
+ACK_TIMEOUT = 30
 NLMSG_ERROR_HEADER = struct.Struct('=IHHIIi')
 # How long to wait for the kernel's IPv6 local routes of new addresses to appear.
 SETTLE_TIMEOUT = 5.0
@@ -395,6 +396,7 @@ def apply_steps(steps, names):
     """Send the steps in order, CHUNK requests per send, and check every request's ack.
     Stops after the first chunk with an error other than a TOLERATED one."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    sock.settimeout(ACK_TIMEOUT)  # a lost ack (ENOBUFS) must end in an error, not a hang
     try:
         sock.bind((0, 0))
         for start in range(0, len(steps), CHUNK):
@@ -490,8 +492,8 @@ def _reconcile(module, ipr, ifname, state, vips, node_ips):
             if 'delete' in link_steps:
                 apply_link(ipr, link_steps, ifname, params['link_kind'], index)
             late = settle(ipr, index, awaited, names)
-        except (RuntimeError, NetlinkError) as exc:
-            module.fail_json(msg=str(exc))
+        except (RuntimeError, NetlinkError, OSError) as exc:
+            module.fail_json(msg='netlink: %s' % exc)
         if late:
             module.warn('the kernel had not added its local routes for %s within %ss; the next run removes them'
                         % (', '.join(sorted(str(v) for v in late)), SETTLE_TIMEOUT))
