@@ -454,7 +454,7 @@ def run(module):
         module.fail_json(msg=str(exc))
     ipr = IPRoute()
     try:
-        with host_lock():
+        with host_lock(module):
             return _reconcile(module, ipr, ifname, state, vips, node_ips)
     finally:
         ipr.close()
