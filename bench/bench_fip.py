@@ -50,7 +50,7 @@ def interleaved(ns, cases):
     rounds, common.REPEATS = common.REPEATS, 1
     try:
         times = dict((label, []) for label, _text, _setup in cases)
-        for _ in range(rounds):
+        for _round in range(rounds):
             for label, text, setup in cases:
                 times[label].append(timed(ns, text, setup=setup))
     finally:

@@ -50,7 +50,7 @@ def empty(ns):
 
 
 def created(ns):
-    ns.run('ipset destroy; ipset restore', input=RESTORE.split('add ')[0])
+    ns.run('ipset destroy; ipset restore', input=RESTORE.split('add ', maxsplit=1)[0])
 
 
 def filled(ns):

@@ -25,7 +25,7 @@ def play(tasks):
 def timed(netns, playbook_text, setup=None):
     """Median wall time of REPEATS runs; setup(netns) runs untimed before each."""
     times = []
-    for _ in range(REPEATS):
+    for _repeat in range(REPEATS):
         if setup:
             setup(netns)
         start = time.monotonic()
@@ -47,8 +47,8 @@ def report(title, rows):
         ratio = seconds / baseline if baseline else None
         ok = ratio is None or target is None or ratio <= target
         worst = worst and ok
-        print('| %s | %.2f | %s | %s |' % (label, seconds, '%.2fx' % ratio if ratio else '-',
-                                          ('<= %.1fx %s' % (target, 'ok' if ok else 'MISSED')) if target else '-'))
+        verdict = ('<= %.1fx %s' % (target, 'ok' if ok else 'MISSED')) if target else '-'
+        print('| %s | %.2f | %s | %s |' % (label, seconds, '%.2fx' % ratio if ratio else '-', verdict))
     return worst
 
 

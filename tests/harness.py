@@ -67,7 +67,7 @@ class Netns(object):
     def run(self, cmd, check=True, input=None, **kwargs):
         """Run a shell command inside the namespace; returns CompletedProcess (text)."""
         proc = subprocess.run(['ip', 'netns', 'exec', self.name, 'sh', '-c', cmd],
-                              capture_output=True, text=True, input=input, **kwargs)
+                              capture_output=True, text=True, input=input, check=False, **kwargs)
         if check and proc.returncode != 0:
             raise AssertionError('in %s: %r failed (%d): %s%s' % (self.name, cmd, proc.returncode, proc.stdout, proc.stderr))
         return proc
@@ -95,7 +95,7 @@ def run_playbook(playbook_text, netns=None, python=None, extra_args=(), env=None
         cmd += list(extra_args) + [path]
         if netns:
             cmd = ['ip', 'netns', 'exec', netns] + cmd
-        return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(**(env or {})))
+        return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(**(env or {})), check=False)
 
 
 def run_module(name, args, netns=None, check=False, diff=False, python=None, expect_failure=False):

@@ -210,4 +210,3 @@ def view(rules, ours, strays):
     """What this module manages in one family, as iptables-save lines: our chains, then FIP rules elsewhere."""
     lines = ['-A %s %s' % (chain, rule) for chain in ours for rule in rules.get(chain, [])]
     return lines + ['-A %s %s' % (chain, rule) for chain, rule in strays]
-

@@ -27,7 +27,7 @@ description:
     original source the old internal IP), so established flows do not keep using it. Other entries stay.
   - Writers of this collection are serialized by a host lock.
 version_added: 0.1.0
-author: clusternet maintainers
+author: clusternet maintainers (@clusternet)
 requirements:
   - iptables (iptables-save, iptables-restore, ip6tables-save, ip6tables-restore)
   - pyroute2 >= 0.7.2 when O(flush_conntrack=true) and a FIP is removed or remapped

@@ -20,7 +20,7 @@ description:
   - Runs of this collection's modules on one host are serialized by a host lock.
   - All input is validated before the kernel is touched.
 version_added: 1.0.0
-author: clusternet.node contributors
+author: clusternet maintainers (@clusternet)
 requirements:
   - the C(ipset) command (7.x) on the managed node
 extends_documentation_fragment:
@@ -49,7 +49,7 @@ options:
         C(hash:net,port) and C(hash:ip,port,net), is stored as its two C(/1) halves, as kube-router does.
     type: str
     default: hash:ip
-    choices: [hash:ip, hash:net, hash:ip,port, hash:net,port, hash:ip,port,ip, hash:ip,port,net, hash:net,iface]
+    choices: ["hash:ip", "hash:net", "hash:ip,port", "hash:net,port", "hash:ip,port,ip", "hash:ip,port,net", "hash:net,iface"]
   entries:
     description:
       - Entries of both families, mixed. Each is normalized to the form C(ipset save) prints

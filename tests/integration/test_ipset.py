@@ -116,7 +116,7 @@ def test_concurrent_writer_entries_are_not_lost(netns):
     """kube-router #1732: a writer adds to the same set while a 20,000-entry run is under way."""
     netns.run('ipset create pods hash:ip maxelem 100000')
     tmp, stop = background(netns, 'i=0; while [ ! -e STOP ]; do i=$((i+1)); '
-                                   'e=10.200.$((i / 250)).$((i % 250 + 1)); ipset add pods $e && echo $e >> written; done')
+                           'e=10.200.$((i / 250)).$((i % 250 + 1)); ipset add pods $e && echo $e >> written; done')
     time.sleep(0.3)
     netns.module('ipset', {'name': 'pods', 'entries': V4 + V6, 'exclusive': False})
     time.sleep(0.3)

@@ -16,7 +16,7 @@ NODE4, NODE6 = '192.168.50.10', 'fd50::10'
 NODE_IPS = [NODE4, NODE6]
 VIPS4 = ['10.96.0.1', '10.96.0.10']
 VIPS6 = ['fd00:10:96::1', 'fd00:10:96::a']
-VIPS = VIPS4 + VIPS6
+VIPS = tuple(VIPS4 + VIPS6)
 
 
 def kernel_has_dummy():
@@ -24,7 +24,7 @@ def kernel_has_dummy():
     name = 'cnt-dummy-probe'
     subprocess.run(['ip', 'netns', 'add', name], check=True)
     try:
-        proc = subprocess.run(['ip', 'netns', 'exec', name, 'ip', 'link', 'add', 'd0', 'type', 'dummy'], capture_output=True, text=True)
+        proc = subprocess.run(['ip', 'netns', 'exec', name, 'ip', 'link', 'add', 'd0', 'type', 'dummy'], capture_output=True, text=True, check=False)
         return proc.returncode == 0, proc.stderr.strip()
     finally:
         subprocess.run(['ip', 'netns', 'del', name], check=False)

@@ -141,7 +141,7 @@ def test_kernel_routes_of_an_existing_ipv6_vip_are_deleted_after_ours_is_added()
 
 def test_ipv6_routes_to_the_vip_elsewhere_are_deleted_too():
     stray = Route(IPV6, 100, 1, 4, 0, V6, 128, OTHER, None, 1024)
-    steps, _ = plan([Address(IPV6, V6, 128, IF)], [ours(V6), stray], [V6])
+    steps = plan([Address(IPV6, V6, 128, IF)], [ours(V6), stray], [V6])[0]
     assert steps == [Step(ROUTE_DEL, stray)]
 
 
@@ -154,7 +154,7 @@ def test_ipv4_kernel_route_is_replaced_in_place_and_reported():
 
 def test_ipv4_routes_elsewhere_are_left_alone():
     elsewhere = Route(IPV4, 254, 1, 4, 0, V4, 32, OTHER, None, 0)
-    steps, _ = plan([Address(IPV4, V4, 32, IF)], [ours(V4), elsewhere], [V4])
+    steps = plan([Address(IPV4, V4, 32, IF)], [ours(V4), elsewhere], [V4])[0]
     assert steps == []
 
 
@@ -166,7 +166,7 @@ def test_route_with_the_wrong_source_is_replaced():
 
 
 def test_new_address_with_our_route_left_over_deletes_the_kernels_new_route():
-    steps, _ = plan([], [ours(V4)], [V4])
+    steps = plan([], [ours(V4)], [V4])[0]
     assert steps == [Step(ADDR_ADD, Address(IPV4, V4, 32, IF)), Step(ROUTE_DEL, kernel4(V4))]
 
 
@@ -182,13 +182,13 @@ def test_exclusive_removes_unlisted_addresses_with_their_routes_but_not_link_loc
 
 
 def test_not_exclusive_keeps_unlisted_addresses():
-    steps, _ = plan([Address(IPV4, V4B, 32, IF)], [ours(V4B)], [V4], exclusive=False)
+    steps = plan([Address(IPV4, V4B, 32, IF)], [ours(V4B)], [V4], exclusive=False)[0]
     assert steps == [Step(ADDR_ADD, Address(IPV4, V4, 32, IF)), Step(ROUTE_REPLACE, ours(V4))]
 
 
 def test_vip_with_another_prefix_length_is_readded_as_host_address():
     wide = Address(IPV4, V4, 24, IF)
-    steps, _ = plan([wide], [kernel4(V4)], [V4], exclusive=False)
+    steps = plan([wide], [kernel4(V4)], [V4], exclusive=False)[0]
     assert steps == [Step(ROUTE_DEL, kernel4(V4)), Step(ADDR_DEL, wide),
                      Step(ADDR_ADD, Address(IPV4, V4, 32, IF)), Step(ROUTE_REPLACE, ours(V4))]
 
@@ -196,7 +196,7 @@ def test_vip_with_another_prefix_length_is_readded_as_host_address():
 def test_absent_removes_listed_or_all():
     addresses = [Address(IPV4, V4, 32, IF), Address(IPV4, V4B, 32, IF), Address(IPV6, LL, 64, IF)]
     routes = [ours(V4), ours(V4B)]
-    steps, _ = plan(addresses, routes, [V4], exclusive=False, state='absent')
+    steps = plan(addresses, routes, [V4], exclusive=False, state='absent')[0]
     assert steps == [Step(ROUTE_DEL, ours(V4)), Step(ADDR_DEL, Address(IPV4, V4, 32, IF))]
     steps, changes = plan(addresses, routes, [], exclusive=True, state='absent')
     assert [s.item.ip for s in steps if s.action == ADDR_DEL] == [V4, V4B]
@@ -216,7 +216,7 @@ def test_awaited_kernel_routes():
 
 
 def test_missing_interface_plans_from_nothing():
-    steps, _ = plan_vips(None, NODE_ADDRS, [], [V4], NODE, True, 'present')
+    steps = plan_vips(None, NODE_ADDRS, [], [V4], NODE, True, 'present')[0]
     assert steps == [Step(ADDR_ADD, Address(IPV4, V4, 32, None)), Step(ROUTE_REPLACE, netlink.vip_route(V4, None, N4))]
 
 
@@ -231,7 +231,7 @@ def test_render_route_matches_ip_route():
 
 
 def test_summarize_and_diff_text():
-    _, changes = plan([Address(IPV6, V6, 128, IF)], [kernel6_main(V6), kernel6_local(V6)], [V6, V6B])
+    changes = plan([Address(IPV6, V6, 128, IF)], [kernel6_main(V6), kernel6_local(V6)], [V6, V6B])[1]
     out = netlink.summarize(changes, NAMES)
     assert out[IPV6] == {
         'added': ['fd00:10:96::2'],
