@@ -19,7 +19,7 @@ description:
   - Sets not named by the task are never read, written, flushed, swapped or destroyed.
   - Runs of this collection's modules on one host are serialized by a host lock.
   - All input is validated before the kernel is touched.
-version_added: 1.0.0
+version_added: 0.1.0
 author: clusternet maintainers (@clusternet)
 requirements:
   - the C(ipset) command (7.x) on the managed node

@@ -26,7 +26,7 @@ description:
     waits for these routes (at most 5 seconds) and deletes them as they appear.
   - Runs of this collection's modules on one host are serialized by a host lock.
   - All input is validated before the kernel is touched; a node IP must be a local address of another interface.
-version_added: 1.0.0
+version_added: 0.1.0
 author: clusternet maintainers (@clusternet)
 requirements:
   - pyroute2 0.7.2 or later on the managed node (Debian 12 C(python3-pyroute2) works)
