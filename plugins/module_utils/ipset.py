@@ -174,14 +174,22 @@ def normalize_entry(value, set_type):
     return family_of_version(versions.pop()), texts
 
 
-def desired_entries(entries, set_type, families):
+def desired_entries(entries, set_type, families, known=None):
     """{family: set of canonical entries} for each requested family.
 
     Every entry is validated; one of a family not in `families` is an error, so
-    an entry can only ever reach its own family's set.
+    an entry can only ever reach its own family's set. `known` maps a family to
+    the entries `ipset save` printed for a live set of this set_type: such text is
+    already canonical and valid for that family, so it skips re-parsing (the
+    no-change run of a large set is mostly this).
     """
     out = dict((family, set()) for family in families)
+    known = known or {}
     for value in entries:
+        family = next((fam for fam, live in known.items() if value in live), None)
+        if family:
+            out[family].add(value)
+            continue
         family, texts = normalize_entry(value, set_type)
         if family not in out:
             raise ValueError('entry %r is %s but families is %s' % (value, family, ', '.join(families)))
@@ -365,14 +373,15 @@ def run(module):
     families = [family for family in FAMILIES if family in params['families']]
     try:
         names = set_names(params['name'], params['ipv6_name'], families)
-        if params['state'] == 'present':
-            desired = desired_entries(params['entries'], params['set_type'], families)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     with host_lock(module):
         live = dict((family, save_set(module, name)) for family, name in names.items())
         try:
             if params['state'] == 'present':
+                known = dict((family, current.entries) for family, current in live.items()
+                             if current and current.type == params['set_type'] and current.family == family)
+                desired = desired_entries(params['entries'], params['set_type'], families, known)
                 lines, result, before, after = _plan_present(params, names, desired, live)
             else:
                 lines, result, before, after = _plan_absent(module, names, live)

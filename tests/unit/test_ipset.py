@@ -175,3 +175,11 @@ def test_plan_present_refuses_more_than_maxelem_before_writing():
     desired = {'ipv6': set('2001:db8::%x' % i for i in range(101))}
     with pytest.raises(ValueError, match="'inet6:pods' would hold 101 entries, more than its maxelem 100"):
         ipset._plan_present(PARAMS, {'ipv6': 'inet6:pods'}, desired, live)
+
+
+def test_desired_entries_known_text_skips_parsing_but_not_validation():
+    known = {'ipv4': {'10.0.0.1'}, 'ipv6': {'2001:db8::1'}}
+    out = ipset.desired_entries(['10.0.0.1', '2001:db8::1', '10.0.0.2', '2001:DB8::2'], 'hash:ip', ['ipv4', 'ipv6'], known)
+    assert out == {'ipv4': {'10.0.0.1', '10.0.0.2'}, 'ipv6': {'2001:db8::1', '2001:db8::2'}}
+    with pytest.raises(ValueError, match="'10.0.0.300'"):
+        ipset.desired_entries(['10.0.0.1', '10.0.0.300'], 'hash:ip', ['ipv4', 'ipv6'], known)
