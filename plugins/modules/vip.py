@@ -142,7 +142,7 @@ ipv4:
   description: IPv4 changes.
   returned: success
   type: dict
-  contains:
+  contains: &family_result
     added:
       description: VIPs added, sorted.
       type: list
@@ -164,31 +164,10 @@ ipv4:
       elements: str
       sample: [local 10.96.0.10 dev kube-dummy-if table local proto kernel scope host src 10.96.0.10]
 ipv6:
-  description: IPv6 changes. Routes the kernel adds for a new address and this run deletes are in neither list.
+  description: IPv6 changes, as for C(ipv4). Routes the kernel adds for a new address and this run deletes are in neither list.
   returned: success
   type: dict
-  contains:
-    added:
-      description: VIPs added, sorted.
-      type: list
-      elements: str
-      sample: ['fd00:10:96::a']
-    removed:
-      description: Addresses removed from the interface, sorted.
-      type: list
-      elements: str
-      sample: []
-    routes_added:
-      description: Routes added or replaced, as C(ip route) prints them, sorted.
-      type: list
-      elements: str
-      sample: ['local fd00:10:96::a dev kube-dummy-if table local proto kernel src 2001:db8:1::10 metric 1024']
-    routes_removed:
-      description: Routes that existed before the run and were removed, sorted.
-      type: list
-      elements: str
-      sample: ['fd00:10:96::a dev kube-dummy-if proto kernel metric 256',
-               'local fd00:10:96::a dev kube-dummy-if table local proto kernel metric 0']
+  contains: *family_result
 diff:
   description: The interface, its addresses and each address's routes, before and after.
   returned: diff mode
