@@ -17,8 +17,9 @@ pytestmark = pytest.mark.slow
 
 JUNIT = os.path.join(gates.REPO, 'tests', 'output', 'junit')
 
-# ansible-test reports "No tests applicable." for these: nothing in the collection is of
-# their kind. Any other test that stops applying fails here until it is listed (and in README).
+# ansible-test reports "No tests applicable." for these: nothing in the collection is of their
+# kind (README lists them). test_sanity_not_applicable checks that this stays true; any other
+# test that checks nothing fails test_sanity.
 NOT_APPLICABLE = {
     'empty-init': 'no __init__.py under plugins/modules or plugins/module_utils',
     'pslint': 'no PowerShell in the collection',
@@ -74,7 +75,7 @@ def test_sanity_exit_code(sanity):
     gates.assert_passes(sanity[0])
 
 
-@pytest.mark.parametrize('test', SANITY_TESTS)
+@pytest.mark.parametrize('test', [test for test in SANITY_TESTS if test not in NOT_APPLICABLE])
 def test_sanity(sanity, test):
     proc, results = sanity
     assert test in results, 'ansible-test wrote no result for %s:\n%s' % (test, proc.stdout[-6000:])
@@ -85,13 +86,23 @@ def test_sanity(sanity, test):
         return
     if skips == ['%s: No tests applicable.' % result.name for result in results[test]]:
         warnings = [line for line in proc.stdout.splitlines() if line.startswith('WARNING')]
-        assert test in NOT_APPLICABLE, 'ansible-test skipped %s: nothing to check, or its tool is missing:\n%s' % (test, '\n'.join(warnings))
-        pytest.skip('%s: not applicable, %s' % (test, NOT_APPLICABLE[test]))
+        raise AssertionError('ansible-test checked nothing for %s: its tool is missing, or the collection has nothing of its kind '
+                             '(then list it in NOT_APPLICABLE and README):\n%s' % (test, '\n'.join(warnings)))
     missing_python = [skip for skip in skips if 'could not be found' in skip]
     assert missing_python == skips, 'ansible-test skipped %s here:\n%s' % (test, '\n'.join(skips))
     ran = [result.name for result in results[test] if not result.skipped]
     assert ran, 'ansible-test ran %s on no Python at all:\n%s' % (test, '\n'.join(skips))
     pytest.skip('ran on %s; interpreter missing on this machine: %s' % (', '.join(ran), '; '.join(missing_python)))
+
+
+@pytest.mark.parametrize('test', sorted(NOT_APPLICABLE))
+def test_sanity_not_applicable(sanity, test):
+    """A test listed as having nothing to check: ansible-test must agree, else it belongs in test_sanity."""
+    proc, results = sanity
+    assert test in SANITY_TESTS, '%s is no longer a default sanity test: drop it from NOT_APPLICABLE' % test
+    assert results.get(test), 'ansible-test wrote no result for %s:\n%s' % (test, proc.stdout[-6000:])
+    assert all(result.skipped == 'No tests applicable.' for result in results[test]), (
+        '%s now has something to check (%s): remove it from NOT_APPLICABLE' % (test, results[test]))
 
 
 SCRATCH_MODULE = '''#!/usr/bin/python
