@@ -16,8 +16,11 @@ __metaclass__ = type
 
 import re
 
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.clusternet.node.plugins.module_utils import conntrack
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, family_of_version, find_duplicate, parse_address
+from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 
 TABLE = 'nat'
 COMMENT_PREFIX = 'clusternet fip '
@@ -210,3 +213,45 @@ def view(rules, ours, strays):
     """What this module manages in one family, as iptables-save lines: our chains, then FIP rules elsewhere."""
     lines = ['-A %s %s' % (chain, rule) for chain in ours for rule in rules.get(chain, [])]
     return lines + ['-A %s %s' % (chain, rule) for chain, rule in strays]
+
+
+def run(module):
+    """Validate, then under the host lock: one save per family, plan both families before
+    writing anything, one restore per family, then the conntrack flush. Returns the result."""
+    params = module.params
+    try:
+        wanted = validate(params['floating_ips'], params['state'], params['dnat_chain'], params['snat_chain'])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    result = {'changed': False}
+    with host_lock(module):
+        plans = {}
+        for family in FAMILIES:
+            table = ipt.save_table(module, family, TABLE)
+            try:
+                plans[family] = plan(table, wanted[family], params['state'], params['exclusive'], params['dnat_chain'], params['snat_chain'])
+            except ValueError as exc:
+                module.fail_json(msg=str(exc))
+        # Checked before anything is written; pyroute2 is needed only when there is something to flush.
+        flush = params['flush_conntrack'] and any(plans[family].flush for family in FAMILIES)
+        missing = conntrack.require() if flush else None
+        if missing:
+            module.fail_json(msg=missing_required_lib('pyroute2'), exception=missing)
+        for family in FAMILIES:
+            payload = ipt.render_restore(TABLE, plans[family].lines)
+            if payload and not module.check_mode:
+                ipt.restore(module, family, payload)
+            flushed = 0
+            if flush:
+                sources = set(internal for _external, internals in plans[family].flush for internal in internals)
+                destinations = set(external for external, _internals in plans[family].flush)
+                try:
+                    flushed = conntrack.flush(family, sources, destinations, module.check_mode)
+                except conntrack.ConntrackError as exc:
+                    module.fail_json(msg='%s (the rules were applied)' % exc, **result)
+            result[family] = dict(added=plans[family].added, changed=plans[family].changed, removed=plans[family].removed,
+                                  payload=payload, conntrack_flushed=flushed)
+            result['changed'] = result['changed'] or bool(payload) or bool(flushed)
+    if module._diff:
+        result['diff'] = ipt.diff(*(dict((family, getattr(plans[family], key)) for family in FAMILIES) for key in ('before', 'after')))
+    return result

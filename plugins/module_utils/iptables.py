@@ -149,6 +149,11 @@ def diff_text(views):
     return ''.join('# %s\n%s' % (family, ''.join(line + '\n' for line in views[family])) for family in FAMILIES)
 
 
+def diff(before, after):
+    """Diff mode's {before, after} from {family: [lines]} views of both."""
+    return {'before': diff_text(before), 'after': diff_text(after)}
+
+
 def render_restore(table_name, lines):
     """One iptables-restore --noflush transaction for one table; '' when no lines."""
     if not lines:

@@ -14,10 +14,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import re
 
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6, find_duplicate, parse_network, split_by_family
+from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 
 TABLE = 'nat'
 PARENT = 'POSTROUTING'
@@ -143,3 +145,34 @@ def supports_random_fully(module, family):
     binary = module.get_bin_path(BINARY[family], required=True)
     _rc, out, err = module.run_command([binary, '-j', 'MASQUERADE', '--help'])
     return '--random-fully' in out + err
+
+
+def _family_rules(module, intent, family):
+    random_fully = intent.random_fully
+    if random_fully and intent.clusters[family] and not supports_random_fully(module, family):
+        module.warn('%s lacks MASQUERADE --random-fully: %s rules are written without it' % (BINARY[family], family))
+        random_fully = False
+    return desired_rules(family, intent.clusters[family], intent.pods[family], intent.comment, intent.skip_mark, random_fully)
+
+
+def run(module):
+    """Validate, then under the host lock: per family one save, plan, one restore. Returns the result."""
+    try:
+        intent = build_intent(module.params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    result = {'changed': False}
+    with host_lock(module):
+        for family in FAMILIES:
+            rules = _family_rules(module, intent, family)
+            table, payload = ipt.sync_table(module, family, TABLE, functools.partial(plan, chain=intent.chain, rules=rules, comment=intent.comment))
+            before = view(table, intent.chain)
+            result[family] = {
+                'before': before,
+                'after': expected_view(intent.chain, rules, intent.comment) if payload else before,
+                'payload': payload,
+            }
+            result['changed'] = result['changed'] or bool(payload)
+    if module._diff:
+        result['diff'] = ipt.diff(*(dict((family, result[family][key]) for family in FAMILIES) for key in ('before', 'after')))
+    return result

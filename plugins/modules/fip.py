@@ -146,11 +146,8 @@ ipv6:
   contains: *family_result
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.clusternet.node.plugins.module_utils import conntrack, fip
-from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
-from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES
-from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.clusternet.node.plugins.module_utils import fip
 
 
 def main():
@@ -168,43 +165,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    try:
-        wanted = fip.validate(params['floating_ips'], params['state'], params['dnat_chain'], params['snat_chain'])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    result = {'changed': False}
-    with host_lock(module):
-        plans = {}
-        for family in FAMILIES:
-            table = ipt.save_table(module, family, fip.TABLE)
-            try:
-                plans[family] = fip.plan(table, wanted[family], params['state'], params['exclusive'], params['dnat_chain'], params['snat_chain'])
-            except ValueError as exc:
-                module.fail_json(msg=str(exc))
-        # Checked before anything is written; pyroute2 is needed only when there is something to flush.
-        flush = params['flush_conntrack'] and any(plans[family].flush for family in FAMILIES)
-        missing = conntrack.require() if flush else None
-        if missing:
-            module.fail_json(msg=missing_required_lib('pyroute2'), exception=missing)
-        for family in FAMILIES:
-            payload = ipt.render_restore(fip.TABLE, plans[family].lines)
-            if payload and not module.check_mode:
-                ipt.restore(module, family, payload)
-            flushed = 0
-            if flush:
-                sources = set(internal for _external, internals in plans[family].flush for internal in internals)
-                destinations = set(external for external, _internals in plans[family].flush)
-                try:
-                    flushed = conntrack.flush(family, sources, destinations, module.check_mode)
-                except conntrack.ConntrackError as exc:
-                    module.fail_json(msg='%s (the rules were applied)' % exc, **result)
-            result[family] = dict(added=plans[family].added, changed=plans[family].changed, removed=plans[family].removed,
-                                  payload=payload, conntrack_flushed=flushed)
-            result['changed'] = result['changed'] or bool(payload) or bool(flushed)
-    if module._diff:
-        result['diff'] = dict((key, ipt.diff_text(dict((family, getattr(plans[family], key)) for family in FAMILIES))) for key in ('before', 'after'))
-    module.exit_json(**result)
+    module.exit_json(**fip.run(module))
 
 
 if __name__ == '__main__':

@@ -119,21 +119,8 @@ ipv6:
   type: dict
 '''
 
-import functools
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils import masquerade as masq
-from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES
-from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
-
-
-def family_rules(module, intent, family):
-    random_fully = intent.random_fully
-    if random_fully and intent.clusters[family] and not masq.supports_random_fully(module, family):
-        module.warn('%s lacks MASQUERADE --random-fully: %s rules are written without it' % (masq.BINARY[family], family))
-        random_fully = False
-    return masq.desired_rules(family, intent.clusters[family], intent.pods[family], intent.comment, intent.skip_mark, random_fully)
 
 
 def main():
@@ -149,26 +136,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        intent = masq.build_intent(module.params)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-
-    result = {'changed': False}
-    with host_lock(module):
-        for family in FAMILIES:
-            rules = family_rules(module, intent, family)
-            table, payload = ipt.sync_table(module, family, masq.TABLE, functools.partial(masq.plan, chain=intent.chain, rules=rules, comment=intent.comment))
-            before = masq.view(table, intent.chain)
-            result[family] = {
-                'before': before,
-                'after': masq.expected_view(intent.chain, rules, intent.comment) if payload else before,
-                'payload': payload,
-            }
-            result['changed'] = result['changed'] or bool(payload)
-    if module._diff:
-        result['diff'] = dict((key, ipt.diff_text(dict((family, result[family][key]) for family in FAMILIES))) for key in ('before', 'after'))
-    module.exit_json(**result)
+    module.exit_json(**masq.run(module))
 
 
 if __name__ == '__main__':

@@ -134,3 +134,8 @@ def test_check_chain():
             assert str(exc).startswith('invalid snat_chain %r' % (bad,))
         else:
             raise AssertionError('%r accepted' % (bad,))
+
+
+def test_diff_pairs_family_views():
+    assert ipt.diff({'ipv4': ['-A X -j RETURN'], 'ipv6': []}, {'ipv4': [], 'ipv6': ['-A X -j RETURN']}) == {
+        'before': '# ipv4\n-A X -j RETURN\n# ipv6\n', 'after': '# ipv4\n# ipv6\n-A X -j RETURN\n'}
