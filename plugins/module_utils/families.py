@@ -36,6 +36,32 @@ def parse_address(value, what='address'):
         raise ValueError('invalid %s %r: expected an IPv4 or IPv6 address' % (what, value)) from None
 
 
+def special_purpose(address):
+    """Why an address cannot stand for a host on a network (a VIP, a node IP, either end
+    of a FIP), or None. Zone ids and IPv4-mapped forms are refused too: the kernel and
+    the save tools print them differently from how they are written."""
+    if getattr(address, 'scope_id', None):
+        return 'it carries a zone id'
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return 'it is IPv4-mapped; write the IPv4 address instead'
+    for reason, flag in (('unspecified', address.is_unspecified), ('loopback', address.is_loopback),
+                         ('multicast', address.is_multicast), ('link-local', address.is_link_local)):
+        if flag:
+            return 'it is a %s address' % reason
+    if address.version == 4 and address.is_reserved:
+        return 'it is in 240.0.0.0/4 (reserved, broadcast)'
+    return None
+
+
+def parse_unicast(value, what='address'):
+    """parse_address, refusing special-purpose addresses with a message naming the value."""
+    address = parse_address(value, what)
+    reason = special_purpose(address)
+    if reason:
+        raise ValueError('invalid %s %r: %s, not a unicast host address' % (what, value, reason))
+    return address
+
+
 def parse_network(value, what='CIDR', strict=True):
     """Return an ip_network; a bare address is a host network.
 

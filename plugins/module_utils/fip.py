@@ -19,7 +19,7 @@ import re
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.clusternet.node.plugins.module_utils import conntrack
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
-from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, family_of_version, find_duplicate, parse_address
+from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, family_of_version, find_duplicate, parse_address, parse_unicast
 from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 
 TABLE = 'nat'
@@ -57,14 +57,6 @@ class Fip(object):
 
 
 # --- validation -----------------------------------------------------------------
-
-def parse_unicast(value, what):
-    """A host address rules can NAT to or from: not unspecified, loopback, multicast or scoped."""
-    address = parse_address(value, what)
-    if address.is_unspecified or address.is_loopback or address.is_multicast or getattr(address, 'scope_id', None):
-        raise ValueError('invalid %s %r: expected a unicast address' % (what, value))
-    return address
-
 
 def validate(floating_ips, state, dnat_chain, snat_chain):
     """{family: {external: internal or None}} in list order; ValueError names the offending value.

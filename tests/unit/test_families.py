@@ -39,3 +39,28 @@ def test_one_per_family_rejects_two_of_a_family():
 def test_find_duplicate():
     assert fam.find_duplicate(['a', 'b', 'a']) == 'a'
     assert fam.find_duplicate(['a', 'b']) is None
+
+
+@pytest.mark.parametrize('value, reason', [
+    ('fd00::9%eth0', 'zone id'),
+    ('::ffff:10.0.0.1', 'IPv4-mapped'),
+    ('0.0.0.0', 'unspecified'),
+    ('::', 'unspecified'),
+    ('127.0.0.5', 'loopback'),
+    ('::1', 'loopback'),
+    ('224.0.0.1', 'multicast'),
+    ('ff02::1', 'multicast'),
+    ('169.254.1.1', 'link-local'),
+    ('fe80::1', 'link-local'),
+    ('255.255.255.255', 'broadcast'),
+    ('240.0.0.1', 'reserved'),
+])
+def test_parse_unicast_refuses_special_purpose_naming_value_and_reason(value, reason):
+    with pytest.raises(ValueError) as exc:
+        fam.parse_unicast(value, 'VIP address')
+    assert repr(value) in str(exc.value) and reason in str(exc.value)
+
+
+@pytest.mark.parametrize('value', ['10.42.1.5', '192.0.2.80', '2001:db8:43::10', 'fd00:50::11', '100.64.0.1'])
+def test_parse_unicast_accepts_host_addresses(value):
+    assert str(fam.parse_unicast(value)) == value

@@ -65,9 +65,9 @@ def test_validate_groups_by_family_in_list_order():
     ([{'external_ip': '198.51.100.300', 'internal_ip': '10.0.0.5'}], "invalid external_ip '198.51.100.300'"),
     ([{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.0/24'}], "invalid internal_ip '10.0.0.0/24'"),
     ([{'external_ip': '198.51.100.10', 'internal_ip': None}], 'floating IP 198.51.100.10 has no internal_ip'),
-    ([{'external_ip': '0.0.0.0', 'internal_ip': '10.0.0.5'}], "invalid external_ip '0.0.0.0': expected a unicast address"),
-    ([{'external_ip': 'ff02::1', 'internal_ip': 'fd00::5'}], "invalid external_ip 'ff02::1': expected a unicast address"),
-    ([{'external_ip': '198.51.100.10', 'internal_ip': '127.0.0.1'}], "invalid internal_ip '127.0.0.1': expected a unicast address"),
+    ([{'external_ip': '0.0.0.0', 'internal_ip': '10.0.0.5'}], "invalid external_ip '0.0.0.0': it is a"),
+    ([{'external_ip': 'ff02::1', 'internal_ip': 'fd00::5'}], "invalid external_ip 'ff02::1': it is a"),
+    ([{'external_ip': '198.51.100.10', 'internal_ip': '127.0.0.1'}], "invalid internal_ip '127.0.0.1': it is a"),
     ([{'external_ip': '2001:db8::1', 'internal_ip': 'fe80::1%eth0'}], "invalid internal_ip 'fe80::1%eth0'"),
 ])
 def test_validate_errors_name_the_value(fips, message):
