@@ -1,0 +1,14 @@
+import pytest
+from ansible_collections.clusternet.node.plugins.module_utils import names
+
+
+@pytest.mark.parametrize('name', ['kube-dummy-if', 'eth0', 'a' * 15, 'br.100', 'é' * 7])
+def test_interface_names_the_kernel_accepts(name):
+    assert names.check_interface_name(name) == name
+
+
+@pytest.mark.parametrize('name', ['', 'a' * 16, 'é' * 8, '.', '..', 'eth0:1', 'a/b', 'a b', 'a\tb', 'a\0b', None, 5])
+def test_interface_names_the_kernel_refuses_are_named(name):
+    with pytest.raises(ValueError) as exc:
+        names.check_interface_name(name, 'interface')
+    assert 'invalid interface %r' % (name,) in str(exc.value)
