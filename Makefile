@@ -10,14 +10,14 @@ APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
 	podman runc catatonit debootstrap uidmap shellcheck
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup apt venv collections test unit integration lint molecule build bench lab lab-down clean
+.PHONY: help setup apt venv collections cores test unit integration lint molecule build bench lab lab-down clean
 
 help:
 	@echo "make lab        converge a podman lab of nodes from inventories/lab and check it"
 	@echo "make test       run every test (unit, integration, lint gates, molecule, build)"
 	@echo "make unit | integration | lint | molecule | build | bench | lab-down | clean"
 
-setup: apt venv collections
+setup: apt venv collections cores
 
 # Install only the Debian packages the machine lacks.
 apt:
@@ -32,6 +32,10 @@ venv: $(VENV)/.stamp
 # containers.podman (the lab's and Molecule's connection plugin) without Galaxy; idempotent.
 collections: venv
 	@bash lab/collections.sh $(VENV)
+
+# One venv per other ansible-core major the collection claims (tests/lint/cores.py); idempotent.
+cores: venv
+	@$(PY) tests/lint/cores.py
 
 $(VENV)/.stamp: requirements.txt
 	python3 -m venv $(VENV)

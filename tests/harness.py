@@ -16,6 +16,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, 'build', 'collections')
 CALLBACKS = os.path.join(REPO, 'tests', 'callback_plugins')
 VENV_BIN = os.path.dirname(sys.executable)
+# The controller's ansible-core: this venv's, or another release's venv (tests/lint/cores.py).
+ANSIBLE_BIN = os.environ.get('CLUSTERNET_ANSIBLE_BIN') or VENV_BIN
 
 # The managed node's Python decides the pyroute2 version a module runs with:
 # this venv carries the newest supported release, Debian 12's /usr/bin/python3
@@ -47,7 +49,7 @@ def ansible_env(**extra):
         'ANSIBLE_NOCOLOR': '1',
         'ANSIBLE_LOCALHOST_WARNING': 'False',
         'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'False',
-        'PATH': VENV_BIN + os.pathsep + env.get('PATH', ''),
+        'PATH': ANSIBLE_BIN + os.pathsep + VENV_BIN + os.pathsep + env.get('PATH', ''),
     })
     env.update(extra)
     return env
@@ -90,7 +92,7 @@ def run_playbook(playbook_text, netns=None, python=None, extra_args=(), env=None
         path = os.path.join(tmp, 'play.yml')
         with open(path, 'w') as handle:
             handle.write(playbook_text)
-        cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+        cmd = [os.path.join(ANSIBLE_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
                '-e', 'ansible_python_interpreter=%s' % (python or sys.executable)]
         cmd += list(extra_args) + [path]
         if netns:

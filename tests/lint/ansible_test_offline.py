@@ -16,10 +16,11 @@ clusternet/node, the link the test harness keeps to the checkout; files are
 listed through git, so untracked, unignored files are checked too and .venv and
 build/ (ignored) are not.
 
-Usage: ansible_test_offline.py [ansible-test sanity options]   (e.g. --test pep8)
+Usage: ansible_test_offline.py [--core MAJOR] [ansible-test sanity options]   (e.g. --core 2.16 --test pep8)
 """
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -50,10 +51,25 @@ sys.exit(main(['install', '--no-index', '--find-links', HERE] + args))
 '''
 
 
-def supported_versions():
-    """The Python versions ansible-test's sanity tests cover for this ansible-core."""
-    from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS
-    return list(SUPPORTED_PYTHON_VERSIONS)
+QUERY = '''import json
+from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS
+from ansible_test._internal.python_requirements import get_venv_packages
+
+
+class Python(object):
+    def __init__(self, version):
+        self.version = version
+
+
+print(json.dumps(dict((v, get_venv_packages(Python(v))) for v in SUPPORTED_PYTHON_VERSIONS)))
+'''
+
+
+def bootstrap_packages(venv_bin=VENV_BIN):
+    """{Python version: {package: release}}: the versions that venv's ansible-test covers and
+    what it bootstraps into each sanity venv (pip, and setuptools and wheel before 2.18)."""
+    proc = subprocess.run([os.path.join(venv_bin, 'python'), '-c', QUERY], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)
 
 
 def find_interpreter(version):
@@ -67,11 +83,11 @@ def find_interpreter(version):
     return None
 
 
-def link_interpreters():
-    """build/ansible-test/bin/pythonX.Y for every supported version found; returns (found, missing)."""
+def link_interpreters(versions):
+    """build/ansible-test/bin/pythonX.Y for every version found; returns (found, missing)."""
     os.makedirs(PYTHONS_BIN, exist_ok=True)
     found, missing = {}, []
-    for version in supported_versions():
+    for version in versions:
         path = find_interpreter(version)
         link = os.path.join(PYTHONS_BIN, 'python' + version)
         if os.path.lexists(link) and (not path or os.readlink(link) != path):
@@ -85,25 +101,16 @@ def link_interpreters():
     return found, missing
 
 
-def pip_versions(versions):
-    """The pip release ansible-test bootstraps into each sanity venv (one per Python version)."""
-    from ansible_test._internal.python_requirements import get_venv_packages
-
-    class Python(object):
-        def __init__(self, version):
-            self.version = version
-
-    return sorted({get_venv_packages(Python(version))['pip'] for version in versions})
-
-
-def seed_pip_bootstrap(pip_version):
-    """Write ~/.ansible/test/cache/get_pip_X_Y.py (our HOME) and the pip wheel it installs."""
+def seed_pip_bootstrap(packages):
+    """Write ~/.ansible/test/cache/get_pip_X_Y.py (our HOME) and the wheels it installs."""
     cache = os.path.join(HOME, '.ansible', 'test', 'cache')
     os.makedirs(cache, exist_ok=True)
+    pip_version = packages['pip']
     wheel = 'pip-%s-py3-none-any.whl' % pip_version
-    if not os.path.exists(os.path.join(cache, wheel)):
-        subprocess.run([sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:',
-                        '-d', cache, 'pip==%s' % pip_version], check=True)
+    for name, release in sorted(packages.items()):
+        if not glob.glob(os.path.join(cache, '%s-%s-*.whl' % (name, release))):
+            subprocess.run([sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:',
+                            '-d', cache, '%s==%s' % (name, release)], check=True)
     script = os.path.join(cache, 'get_pip_%s.py' % pip_version.replace('.', '_'))
     with open(script + '.new', 'w') as handle:
         handle.write(GET_PIP % {'wheel': wheel})
@@ -111,12 +118,14 @@ def seed_pip_bootstrap(pip_version):
     return script
 
 
-def prepare(root=None):
+def prepare(root=None, venv_bin=VENV_BIN):
     """Interpreters, pip bootstrap and collection link in place; returns (cwd, env) to run ansible-test with.
-    root: the collection to test, by default this checkout through the harness's link."""
-    found, missing = link_interpreters()
-    for version in pip_versions(found):
-        seed_pip_bootstrap(version)
+    root: the collection to test, by default this checkout through the harness's link;
+    venv_bin: the venv whose ansible-core runs (tests/lint/cores.py)."""
+    packages = bootstrap_packages(venv_bin)
+    found, missing = link_interpreters(packages)
+    for each in set(json.dumps(packages[version], sort_keys=True) for version in found):
+        seed_pip_bootstrap(json.loads(each))
     sys.stderr.write('ansible-test sanity: Python %s\n' % ', '.join('%s=%s' % item for item in found.items()))
     if missing:
         sys.stderr.write('ansible-test sanity: NOT available here, not tested: Python %s\n' % ', '.join(missing))
@@ -125,18 +134,22 @@ def prepare(root=None):
     env.update({
         'HOME': HOME,
         'ANSIBLE_TEST_CONTENT_ROOT': root,
-        'PATH': os.pathsep.join([PYTHONS_BIN, VENV_BIN, env.get('PATH', '')]),
+        'PATH': os.pathsep.join([PYTHONS_BIN, venv_bin, env.get('PATH', '')]),
     })
     return root, env
 
 
-def command(argv):
-    return [os.path.join(VENV_BIN, 'ansible-test'), 'sanity', '--local', '--color', 'no'] + list(argv)
+def command(argv, venv_bin=VENV_BIN):
+    return [os.path.join(venv_bin, 'ansible-test'), 'sanity', '--local', '--color', 'no'] + list(argv)
 
 
 def main(argv):
-    root, env = prepare()
-    return subprocess.run(command(argv), cwd=root, env=env, check=False).returncode
+    venv_bin = VENV_BIN
+    if argv[:1] == ['--core']:
+        import cores
+        venv_bin, argv = cores.ensure(argv[1]), argv[2:]
+    root, env = prepare(venv_bin=venv_bin)
+    return subprocess.run(command(argv, venv_bin), cwd=root, env=env, check=False).returncode
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
-"""`ansible-test sanity` over the collection, every default test, on every
-Python version ansible-core supports that this machine has, offline (see
-ansible_test_offline.py). ansible-test runs once; each of its tests is one
-pytest test here, judged from ansible-test's JUnit results."""
+"""`ansible-test sanity` over the collection, every default test, under every ansible-core
+major the collection claims (tests/lint/cores.py) and on every Python version each of them
+supports that this machine has, offline (see ansible_test_offline.py). ansible-test runs
+once per major; each of its tests is one pytest test here (`test_sanity[2.16-pylint]`),
+judged from ansible-test's JUnit results."""
 
 import collections
 import glob
@@ -10,6 +11,7 @@ import subprocess
 from xml.etree import ElementTree
 
 import ansible_test_offline
+import cores
 import gates
 import pytest
 
@@ -26,14 +28,20 @@ NOT_APPLICABLE = {
 }
 
 
-def list_tests():
-    root, env = ansible_test_offline.prepare()
-    proc = subprocess.run(ansible_test_offline.command(['--list-tests']), cwd=root, env=env,
+def list_tests(major):
+    venv_bin = cores.ensure(major)
+    root, env = ansible_test_offline.prepare(venv_bin=venv_bin)
+    proc = subprocess.run(ansible_test_offline.command(['--list-tests'], venv_bin), cwd=root, env=env,
                           capture_output=True, text=True, check=True)
     return proc.stdout.split()
 
 
-SANITY_TESTS = list_tests()
+SANITY_TESTS = dict((major, list_tests(major)) for major in cores.CORES)
+
+
+def per_core(tests):
+    """pytest params (major, test) with ids MAJOR-TEST, grouped by major so each runs once."""
+    return [pytest.param(major, test, id='%s-%s' % (major, test)) for major in cores.CORES for test in tests(major)]
 
 
 # Lines of tests/sanity/ignore-*.txt that README explains; none so far.
@@ -43,12 +51,13 @@ Result = collections.namedtuple('Result', 'name failure skipped')
 
 
 @pytest.fixture(scope='module')
-def sanity():
-    """Run ansible-test sanity once; returns (process, {test: [Result per Python version]})."""
+def sanity(request):
+    """Run ansible-test sanity of one major once; returns (process, {test: [Result per Python version]})."""
     for stale in glob.glob(os.path.join(JUNIT, 'ansible-test-sanity-*.xml')):
         os.remove(stale)
-    root, env = ansible_test_offline.prepare()
-    proc = gates.run(ansible_test_offline.command(['--junit']), cwd=root, env=env, timeout=1800)
+    venv_bin = cores.ensure(request.param)
+    root, env = ansible_test_offline.prepare(venv_bin=venv_bin)
+    proc = gates.run(ansible_test_offline.command(['--junit'], venv_bin), cwd=root, env=env, timeout=1800)
     results = {}
     for path in glob.glob(os.path.join(JUNIT, 'ansible-test-sanity-*.xml')):
         for case in ElementTree.parse(path).iter('testcase'):
@@ -70,12 +79,14 @@ def test_no_undocumented_sanity_ignores():
     assert entries <= DOCUMENTED_IGNORES, 'sanity ignores README does not explain: %s' % sorted(entries - DOCUMENTED_IGNORES)
 
 
+@pytest.mark.parametrize('sanity', list(cores.CORES), indirect=True)
 def test_sanity_exit_code(sanity):
     """ansible-test itself says the run passed (catches anything the per-test results miss)."""
     gates.assert_passes(sanity[0])
 
 
-@pytest.mark.parametrize('test', [test for test in SANITY_TESTS if test not in NOT_APPLICABLE])
+@pytest.mark.parametrize('sanity, test', per_core(lambda major: [t for t in SANITY_TESTS[major] if t not in NOT_APPLICABLE]),
+                         indirect=['sanity'])
 def test_sanity(sanity, test):
     proc, results = sanity
     assert test in results, 'ansible-test wrote no result for %s:\n%s' % (test, proc.stdout[-6000:])
@@ -95,11 +106,11 @@ def test_sanity(sanity, test):
     pytest.skip('ran on %s; interpreter missing on this machine: %s' % (', '.join(ran), '; '.join(missing_python)))
 
 
-@pytest.mark.parametrize('test', sorted(NOT_APPLICABLE))
-def test_sanity_not_applicable(sanity, test):
+@pytest.mark.parametrize('sanity, test', per_core(lambda major: sorted(NOT_APPLICABLE)), indirect=['sanity'])
+def test_sanity_not_applicable(sanity, test, request):
     """A test listed as having nothing to check: ansible-test must agree, else it belongs in test_sanity."""
     proc, results = sanity
-    assert test in SANITY_TESTS, '%s is no longer a default sanity test: drop it from NOT_APPLICABLE' % test
+    assert test in SANITY_TESTS[request.node.callspec.params['sanity']], '%s is no longer a default sanity test: drop it from NOT_APPLICABLE' % test
     assert results.get(test), 'ansible-test wrote no result for %s:\n%s' % (test, proc.stdout[-6000:])
     assert all(result.skipped == 'No tests applicable.' for result in results[test]), (
         '%s now has something to check (%s): remove it from NOT_APPLICABLE' % (test, results[test]))
