@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
-	podman runc catatonit debootstrap uidmap shellcheck chromium
+	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup apt venv collections test unit integration lint molecule build docs bench lab lab-down clean
