@@ -15,6 +15,8 @@ import pytest
 import yaml
 from harness import link_collection
 
+pytestmark = pytest.mark.slow
+
 DOCS_OUT = os.path.join(gates.REPO, 'build', 'docs')  # build/docs/html is the docsite
 NODE = 'collections/clusternet/node/'
 MODULES = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(gates.REPO, 'plugins', 'modules', '*.py')))

@@ -6,7 +6,10 @@ collection or any other, and rstcheck on the generated pages. Judged by its exit
 import os
 
 import gates
+import pytest
 from harness import link_collection
+
+pytestmark = pytest.mark.slow
 
 LINT = ['lint-collection-docs', '--plugin-docs', '--validate-collection-refs', 'all',
         '--disallow-unknown-collection-refs', '--check-extra-docs-refs']
