@@ -7,14 +7,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
-	podman runc catatonit debootstrap uidmap shellcheck
+	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup apt venv collections cores test unit integration lint molecule build bench lab lab-down clean
+.PHONY: help setup apt venv collections cores test unit integration lint molecule build docs bench lab lab-down clean
 
 help:
 	@echo "make lab        converge a podman lab of nodes from inventories/lab and check it"
-	@echo "make test       run every test (unit, integration, lint gates, molecule, build)"
+	@echo "make test       run every test (unit, integration, lint gates, docsite, molecule, build)"
+	@echo "make docs       build the HTML docsite into build/docs/html (antsibull-docs + Sphinx, offline)"
 	@echo "make unit | integration | lint | molecule | build | bench | lab-down | clean"
 
 setup: apt venv collections cores
@@ -60,6 +61,10 @@ molecule: setup
 
 build: venv
 	$(PYTEST) tests/lint/test_build.py
+
+# The HTML docsite, offline (docs/build.py); tests/docs opens it in headless Chromium.
+docs: venv
+	$(PY) docs/build.py
 
 bench: setup
 	$(PY) bench/run.py
