@@ -184,9 +184,10 @@ def main():
         test()
     except BaseException as exc:  # pylint: disable=broad-except
         failed = True
-        print('FAILED (seed %d): %s: %s' % (number, type(exc).__name__, exc), flush=True)
-        for sub in getattr(exc, 'exceptions', ()):
-            print('  - %s: %s' % (type(sub).__name__, str(sub)[:2000]), flush=True)
+        for error in getattr(exc, 'exceptions', None) or [exc]:
+            # Hypothesis attaches the (shrunk) falsifying example to the error as notes.
+            print('FAILED (seed %d): %s: %s\n%s' % (number, type(error).__name__, str(error)[:3000],
+                                                    '\n'.join(getattr(error, '__notes__', ()))), flush=True)
     finally:
         summary = dict(engine=engine, seed=number, examples=STATS.examples, check_mode=STATS.checked, refused=STATS.refused,
                        applied=STATS.applied, fresh_namespaces=STATS.fresh, skipped_after_budget=STATS.skipped, seconds=round(time.monotonic() - start, 1),

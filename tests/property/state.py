@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 
 FOREIGN_IF = 'eth0'
 NODE_IPS = ('192.0.2.11', '2001:db8:50::11')
@@ -83,9 +84,7 @@ DUMPS = (
     ('route6', ['ip', '-6', 'route', 'show', 'table', 'all']),
 )
 COUNTERS = re.compile(r' \[\d+:\d+\]$')
-# The kernel's own clocks in `ip -d addr`: a bridge's running timers, and DAD ending on a
-# link-local address of a link that does DAD (bridge, veth), which no run controls.
-TIMERS = re.compile(r'(_timer) +[\d.]+| tentative(?= |$)')
+TIMERS = re.compile(r'(_timer) +[\d.]+')  # a bridge's running timers in `ip -d addr`
 
 
 def sh(argv, stdin=None):
@@ -100,15 +99,6 @@ def plant():
     sh(['ipset', 'restore'], IPSETS)
     sh(['iptables-restore', '-w'], NAT_V4)
     sh(['ip6tables-restore', '-w'], NAT_V6)
-    settle()
-
-
-def settle():
-    """Wait until IPv6 addresses are no longer tentative (nodad makes that immediate) so dumps are stable."""
-    for _ in range(100):
-        if 'tentative' not in sh(['ip', '-6', 'addr']):
-            return
-        subprocess.run(['sleep', '0.02'], check=False)
 
 
 def normalize(name, text):
@@ -119,21 +109,28 @@ def normalize(name, text):
                 continue
             line = COUNTERS.sub('', line)
         elif name == 'addr':
-            line = TIMERS.sub(lambda m: m.group(1) or '', line)
+            line = TIMERS.sub(r'\1', line)
         lines.append(line)
     return lines
 
 
 def dump():
-    """Every dump of the invariant, run concurrently: {name: [lines]}."""
-    procs = [(name, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) for name, argv in DUMPS]
-    out = {}
-    for name, proc in procs:
-        stdout, stderr = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError('%s failed: %s' % (name, stderr))
-        out[name] = normalize(name, stdout)
-    return out
+    """Every dump of the invariant, run concurrently: {name: [lines]}. While an IPv6 address
+    is tentative (DAD on a link that does it, e.g. a bridge) the kernel is still adding its
+    link-local routes by itself: wait for that, so a dump shows what runs did, not when."""
+    for _ in range(100):
+        procs = [(name, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                 for name, argv in DUMPS]
+        out = {}
+        for name, proc in procs:
+            stdout, stderr = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError('%s failed: %s' % (name, stderr))
+            out[name] = normalize(name, stdout)
+        if not any(' tentative' in line for line in out['addr']):
+            return out
+        time.sleep(0.05)
+    raise RuntimeError('IPv6 addresses stayed tentative: %s' % [line for line in out['addr'] if 'tentative' in line])
 
 
 def _ipset_name(line):
@@ -211,15 +208,22 @@ def first_difference(before, after):
 
 
 def reset(owned):
-    """Cheap: remove what a run may have made; the caller checks the dump against the baseline."""
+    """Cheap: remove what a run may have made; the caller checks the dump against the baseline.
+    Foreign sets are emptied and refilled, not recreated: `ipset save` shows each set's random
+    initval, so a recreated set is a changed one."""
     for link in set(owned.get('links', ())) - FOREIGN_LINKS:
         subprocess.run(['ip', 'link', 'del', 'dev', link], capture_output=True, check=False)
     if owned.get('chains'):
         sh(['iptables-restore', '-w', '-T', 'nat'], NAT_V4)
         sh(['ip6tables-restore', '-w', '-T', 'nat'], NAT_V6)
     if owned.get('sets'):
-        sh(['ipset', 'destroy'])
-        sh(['ipset', 'restore'], IPSETS)
+        names = [_ipset_name(line) for line in sh(['ipset', 'save']).splitlines() if line.startswith('create ')]
+        payload = ['destroy %s' % name for name in names if name not in FOREIGN_SETS]
+        for name in set(owned['sets']) & FOREIGN_SETS:
+            payload.append('flush %s' % name)
+            payload.extend(line for line in IPSETS.splitlines() if line.startswith('add %s ' % name))
+        subprocess.run(['ipset', 'restore'], input=''.join(line + '\n' for line in payload),
+                       capture_output=True, text=True, check=False)
 
 
 CLONE_NEWNET = 0x40000000
