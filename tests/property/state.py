@@ -118,7 +118,7 @@ def dump():
     """Every dump of the invariant, run concurrently: {name: [lines]}. While an IPv6 address
     is tentative (DAD on a link that does it, e.g. a bridge) the kernel is still adding its
     link-local routes by itself: wait for that, so a dump shows what runs did, not when."""
-    for _ in range(100):
+    for _attempt in range(100):
         procs = [(name, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
                  for name, argv in DUMPS]
         out = {}
