@@ -12,8 +12,9 @@ not in the world-writable /run/lock: there any local user could create the file 
 and hold an flock on it (every run would time out), or plant a symlink that makes root
 create a file where the user chooses. So the directory must be writable by its owner
 alone, the path is opened with O_NOFOLLOW, and the opened file must be a regular file of
-ours with one link and no access for group or others (an flock needs only a read-only
-descriptor, so a file others can read is one they can block us with). Each refusal is
+ours with one link that group and others cannot write; one they can read is made 0600
+(an flock needs only a read-only descriptor, so a file others can open is one they can
+block us with). Each refusal is
 one clear error naming the path. The old /run/lock/clusternet-node.lock is no longer
 used and left alone.
 
@@ -65,13 +66,13 @@ def check_directory(path):
 
 
 def check_file(path, st):
-    """Refuse anything but a regular file of ours, one link, no access for group or others."""
+    """Refuse anything but a regular file of ours with one link that only its owner may write."""
     if not stat.S_ISREG(st.st_mode):
         raise LockError('refusing host lock %s: not a regular file' % path)
     if st.st_uid not in _owners():
         raise LockError('refusing host lock %s: owned by uid %d, not root' % (path, st.st_uid))
-    if st.st_mode & 0o077:
-        raise LockError('refusing host lock %s: mode %04o gives group or others access (others could hold it)'
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise LockError('refusing host lock %s: mode %04o lets group or others write it'
                         % (path, stat.S_IMODE(st.st_mode)))
     if st.st_nlink != 1:
         raise LockError('refusing host lock %s: it has %d hard links' % (path, st.st_nlink))
@@ -89,10 +90,18 @@ def open_lock(path):
             raise LockError('refusing host lock %s: not a regular file' % path) from None
         raise LockError('cannot open host lock %s: %s' % (path, exc.strerror)) from None
     try:
-        check_file(path, os.fstat(fd))
+        st = os.fstat(fd)
+        check_file(path, st)
+        if st.st_mode & 0o077:
+            # Ours but readable by others (say a root `touch`): an flock needs only a read-only
+            # descriptor, so close that door on the file we just checked.
+            os.fchmod(fd, 0o600)
     except LockError:
         os.close(fd)
         raise
+    except OSError as exc:
+        os.close(fd)
+        raise LockError('cannot use host lock %s: %s' % (path, exc.strerror)) from None
     return fd
 
 

@@ -38,7 +38,7 @@ PLANTED = {
     'symlink to a root file': ('ln -s /run/root-file %s' % NEW, 'it is a symbolic link'),
     'directory': ('mkdir %s' % NEW, 'not a regular file'),
     'file owned by nobody': ('touch %s && chown nobody %s' % (NEW, NEW), 'owned by uid 65534, not root'),
-    'file others can read': ('touch %s && chmod 0644 %s' % (NEW, NEW), 'mode 0644 gives group or others access'),
+    'file others can write': ('touch %s && chmod 0646 %s' % (NEW, NEW), 'mode 0646 lets group or others write it'),
     'hard link': ('touch /run/elsewhere && chmod 0600 /run/elsewhere && ln /run/elsewhere %s' % NEW, 'it has 2 hard links'),
     'world-writable /run': ('chmod 1777 /run', 'directory /run is owned by uid 0, mode 1777'),
 }
@@ -86,8 +86,11 @@ def inside(kind, name):
                 'print("held", flush=True)\n'
                 'time.sleep(300)\n') % OLD], stdout=subprocess.PIPE, text=True)
             report['holder'] = holder.stdout.readline().strip()
-    else:
+    elif kind == 'planted':
         report['step'] = sh(PLANTED[name][0])
+    else:  # a root `touch` (umask 022): the lock file is ours but others could open it
+        report['step'] = sh('umask 022 && touch %s && stat -c %%a %s' % (NEW, NEW))
+    report['planted_mode'] = lstat(NEW)
     report['old_before'] = lstat(OLD)
     before = subprocess.run(['ipset', 'save'], capture_output=True, text=True, check=True).stdout
     start = time.monotonic()
@@ -159,6 +162,14 @@ def test_unsafe_new_path_is_refused_by_name_and_changes_nothing(netns, name):
     assert report['ipset_after'] == report['ipset_before']
     assert report['attacker_chosen'] is None
     assert report['root_file'] == 'precious\n'
+
+
+def test_root_made_lock_others_can_read_is_made_private_and_used(netns):
+    report = scenario(netns, 'touched', 'root touch')
+    assert report['planted_mode'] == {'mode': '100644', 'uid': 0, 'nlink': 1}
+    assert report['result']['changed'] is True and 'add %s 10.0.0.1' % SET in report['ipset_after']
+    assert report['new'] == {'mode': '100600', 'uid': 0, 'nlink': 1}
+    assert report['nobody_open_new']['rc'] != 0 and 'Permission denied' in report['nobody_open_new']['err']
 
 
 if __name__ == '__main__':

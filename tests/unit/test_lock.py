@@ -129,13 +129,23 @@ def test_file_of_another_owner_is_refused(lockdir):
     assert 'owned by uid 65534' in _refused(path, 'not root')
 
 
-@pytest.mark.parametrize('mode', [0o644, 0o604, 0o640, 0o660, 0o666])
-def test_file_others_can_open_is_refused(lockdir, mode):
-    """A read-only descriptor is enough for flock: a readable lock is one others can hold."""
+@pytest.mark.parametrize('mode', [0o620, 0o602, 0o660, 0o666, 0o622])
+def test_file_others_can_write_is_refused(lockdir, mode):
     path = str(lockdir / 'host.lock')
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chmod(path, mode)
-    assert '%04o' % mode in _refused(path, 'gives group or others access')
+    assert '%04o' % mode in _refused(path, 'lets group or others write it')
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+
+
+@pytest.mark.parametrize('mode', [0o644, 0o604, 0o640, 0o744])
+def test_own_file_others_can_read_is_made_private(lockdir, mode):
+    """A read-only descriptor is enough for flock: a readable lock is one others could hold."""
+    path = str(lockdir / 'host.lock')
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, mode)
+    with lock.host_lock(Module(), path=path, timeout=0.2):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
 def test_hard_link_is_refused(lockdir, tmp_path):
