@@ -14,8 +14,9 @@ arguments, over the foreign state planted in the namespace, and checks the invar
 
 Between examples our objects are removed and the dump must equal the baseline again;
 when the cheap reset cannot get there the driver moves to a fresh namespace.
-Environment: CN_PROPERTY_EXAMPLES (examples, default 5000), CN_PROPERTY_SECONDS (time budget
-for new examples, default 200), CN_PROPERTY_MULTIPLE=1 (search for every distinct bug), CN_PROPERTY_SHRINK_SECONDS (default 60), CN_PROPERTY_SEED
+Environment: CN_PROPERTY_EXAMPLES (examples, default 5000), CN_PROPERTY_SECONDS (time budget,
+default 200: no new chunk of examples starts after it), CN_PROPERTY_MULTIPLE=1 (search for
+every distinct bug), CN_PROPERTY_SHRINK_SECONDS (default 60), CN_PROPERTY_SEED
 (default 12; "random" for a new one). The seed is printed first, so a failure can be replayed.
 """
 
@@ -48,9 +49,8 @@ basic.AnsibleModule._log_invocation = lambda self: None
 
 
 class Stats(object):
-    examples = checked = refused = applied = fresh = skipped = 0
-    failing = False
-    deadline = start = None
+    examples = checked = refused = applied = fresh = 0
+    start = None
 
 
 STATS = Stats()
@@ -116,11 +116,6 @@ class Kernel(object):
 
 def property_for(engine, kernel):
     def example(args, check):
-        # Past the time budget, and only while nothing has failed (shrinking replays every
-        # example), the remaining examples are skipped and counted as such.
-        if STATS.deadline and not STATS.failing and time.monotonic() > STATS.deadline:
-            STATS.skipped += 1
-            return
         STATS.examples += 1
         if STATS.examples % 100 == 0:
             print('%s: %d examples, %.0f s' % (engine, STATS.examples, time.monotonic() - STATS.start), flush=True)
@@ -149,7 +144,6 @@ def property_for(engine, kernel):
                 state.first_difference(after, again), dict((k, v) for k, v in second.items() if k != 'invocation'))
             assert again == after, 'second run reported no change but changed: %s' % state.first_difference(after, again)
         except BaseException:
-            STATS.failing = True
             last = None  # whatever happened, check the kernel itself before the next example
             raise
         finally:
@@ -158,39 +152,55 @@ def property_for(engine, kernel):
     return example
 
 
+CHUNK = 50
+
+
+def hypothesis_run(engine, kernel, count, number, multiple):
+    test = property_for(engine, kernel)
+    test = given(args=strategies.ARGS[engine](), check=st.sampled_from([False, False, False, True]))(test)
+    test = settings(max_examples=count, deadline=None, database=None, derandomize=False,
+                    suppress_health_check=list(HealthCheck), report_multiple_bugs=multiple,
+                    phases=[Phase.explicit, Phase.generate, Phase.shrink, Phase.explain], print_blob=False)(test)
+    return seed(number)(test)
+
+
 def main():
     engine, prefix = sys.argv[1], sys.argv[2]
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 shows where a slow driver is
     STATS.start = time.monotonic()
     examples = int(os.environ.get('CN_PROPERTY_EXAMPLES', '5000'))
     # One bug (shrunk) stops the run; with CN_PROPERTY_MULTIPLE=1 every distinct one is searched
-    # for and shrunk, over all the examples asked for (no time budget then).
+    # for and shrunk, over all the examples asked for in one hypothesis run (no time budget then).
     multiple = os.environ.get('CN_PROPERTY_MULTIPLE') == '1'
-    STATS.deadline = None if multiple else time.monotonic() + float(os.environ.get('CN_PROPERTY_SECONDS', '200'))
+    deadline = time.monotonic() + float(os.environ.get('CN_PROPERTY_SECONDS', '200'))
     engine_module.MAX_SHRINKING_SECONDS = int(os.environ.get('CN_PROPERTY_SHRINK_SECONDS', '60'))
     chosen = os.environ.get('CN_PROPERTY_SEED', '12')
     number = random.SystemRandom().randrange(2 ** 32) if chosen == 'random' else int(chosen)
-    print('property %s: seed %d, %d examples (replay: CN_PROPERTY_SEED=%d)' % (engine, number, examples, number), flush=True)
+    print('property %s: seed %d, up to %d examples' % (engine, number, examples), flush=True)
     kernel = Kernel(prefix)
-    test = property_for(engine, kernel)
-    test = given(args=strategies.ARGS[engine](), check=st.sampled_from([False, False, False, True]))(test)
-    test = settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                    suppress_health_check=list(HealthCheck), report_multiple_bugs=multiple,
-                    phases=[Phase.explicit, Phase.generate, Phase.shrink, Phase.explain], print_blob=False)(test)
-    test = seed(number)(test)
-    start = time.monotonic()
     failed = False
     try:
-        test()
-    except BaseException as exc:  # pylint: disable=broad-except
-        failed = True
-        for error in getattr(exc, 'exceptions', None) or [exc]:
-            # Hypothesis attaches the (shrunk) falsifying example to the error as notes.
-            print('FAILED (seed %d): %s: %s\n%s' % (number, type(error).__name__, str(error)[:3000],
-                                                    '\n'.join(getattr(error, '__notes__', ()))), flush=True)
+        # Hypothesis has no time budget: run chunks of examples, chunk i with seed SEED+i, until
+        # the examples are done or the budget is spent. Each chunk replays on its own seed.
+        chunk = 0
+        while STATS.examples < examples and (multiple or chunk == 0 or time.monotonic() < deadline):
+            count = examples if multiple else min(CHUNK, examples - STATS.examples)
+            try:
+                hypothesis_run(engine, kernel, count, number + chunk, multiple)()
+            except BaseException as exc:  # pylint: disable=broad-except
+                failed = True
+                for error in getattr(exc, 'exceptions', None) or [exc]:
+                    # Hypothesis attaches the (shrunk) falsifying example to the error as notes.
+                    print('FAILED (replay: CN_PROPERTY_SEED=%d): %s: %s\n%s' % (
+                        number + chunk, type(error).__name__, str(error)[:3000], '\n'.join(getattr(error, '__notes__', ()))),
+                        flush=True)
+                break
+            chunk += 1
+            if multiple:
+                break
     finally:
         summary = dict(engine=engine, seed=number, examples=STATS.examples, check_mode=STATS.checked, refused=STATS.refused,
-                       applied=STATS.applied, fresh_namespaces=STATS.fresh, skipped_after_budget=STATS.skipped, seconds=round(time.monotonic() - start, 1),
+                       applied=STATS.applied, fresh_namespaces=STATS.fresh, seconds=round(time.monotonic() - STATS.start, 1),
                        failed=failed)
         print('SUMMARY ' + json.dumps(summary), flush=True)
         if kernel.count:
