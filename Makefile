@@ -66,6 +66,14 @@ build: venv
 docs: venv
 	$(PY) docs/build.py
 
+# The property test of tests/property for longer, with a new seed each time (printed first):
+# FUZZ_SECONDS of new examples per engine, all four at once.
+FUZZ_SECONDS ?= 1800
+.PHONY: fuzz
+fuzz: setup
+	CN_PROPERTY_SEED=$${CN_PROPERTY_SEED:-random} CN_PROPERTY_EXAMPLES=$${CN_PROPERTY_EXAMPLES:-1000000} \
+	CN_PROPERTY_SECONDS=$(FUZZ_SECONDS) CN_PROPERTY_SHRINK_SECONDS=300 $(PYTEST) -s tests/property
+
 bench: setup
 	$(PY) bench/run.py
 

@@ -13,9 +13,9 @@ import threading
 import time
 
 import pytest
+from ansible_collections.clusternet.node.plugins.module_utils.lock import DEFAULT_LOCK_PATH as LOCK_PATH
 
 CHAIN = 'CLUSTERNET-POSTRTG'
-LOCK_PATH = '/run/lock/clusternet-node.lock'
 SAVE = {'ipv4': 'iptables-save -t nat', 'ipv6': 'ip6tables-save -t nat'}
 IPT = {'ipv4': 'iptables -w -t nat', 'ipv6': 'ip6tables -w -t nat'}
 # Two networks per family: A is the first intent, B the "network change".

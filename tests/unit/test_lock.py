@@ -1,5 +1,6 @@
 import fcntl
 import os
+import stat
 import threading
 
 import pytest
@@ -17,8 +18,20 @@ class Module(object):
         raise Failed(msg)
 
 
-def test_lock_is_exclusive_and_released(tmp_path):
-    path = str(tmp_path / 'host.lock')
+@pytest.fixture
+def lockdir(tmp_path):
+    directory = tmp_path / 'run'
+    directory.mkdir(mode=0o755)
+    os.chmod(str(directory), 0o755)
+    return directory
+
+
+def test_default_path_is_in_root_only_run_not_world_writable_run_lock():
+    assert lock.DEFAULT_LOCK_PATH == '/run/clusternet-node.lock'
+
+
+def test_lock_is_exclusive_and_released(lockdir):
+    path = str(lockdir / 'host.lock')
     with lock.host_lock(path=path, timeout=1):
         fd = os.open(path, os.O_RDWR)
         with pytest.raises(BlockingIOError):
@@ -28,8 +41,20 @@ def test_lock_is_exclusive_and_released(tmp_path):
         pass
 
 
-def test_timeout_fails_the_module_cleanly(tmp_path):
-    path = str(tmp_path / 'host.lock')
+def test_created_file_is_private_regular_and_ours(lockdir):
+    path = str(lockdir / 'host.lock')
+    old = os.umask(0)
+    try:
+        with lock.host_lock(path=path, timeout=1):
+            pass
+    finally:
+        os.umask(old)
+    st = os.lstat(path)
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid()
+
+
+def test_timeout_fails_the_module_cleanly(lockdir):
+    path = str(lockdir / 'host.lock')
     held, release = threading.Event(), threading.Event()
 
     def holder():
@@ -50,3 +75,98 @@ def test_timeout_fails_the_module_cleanly(tmp_path):
     finally:
         release.set()
         thread.join()
+
+
+def _refused(path, reason):
+    """Both forms: the module fails with the message, the bare call raises LockError; nothing is locked."""
+    with pytest.raises(Failed) as failed:
+        with lock.host_lock(Module(), path=path, timeout=0.2):
+            pytest.fail('the lock was taken')
+    assert path in str(failed.value) and reason in str(failed.value)
+    with pytest.raises(lock.LockError, match=reason):
+        with lock.host_lock(path=path, timeout=0.2):
+            pytest.fail('the lock was taken')
+    return str(failed.value)
+
+
+def test_dangling_symlink_is_refused_and_nothing_is_created(lockdir, tmp_path):
+    path, target = str(lockdir / 'host.lock'), tmp_path / 'chosen-by-attacker'
+    os.symlink(str(target), path)
+    _refused(path, 'it is a symbolic link')
+    assert not target.exists()
+
+
+def test_symlink_to_a_root_file_is_refused_and_the_file_untouched(lockdir, tmp_path):
+    path, target = str(lockdir / 'host.lock'), tmp_path / 'root-file'
+    target.write_text('precious\n')
+    os.chmod(str(target), 0o600)
+    os.symlink(str(target), path)
+    _refused(path, 'it is a symbolic link')
+    fd = os.open(str(target), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # not left locked either
+    finally:
+        os.close(fd)
+    assert target.read_text() == 'precious\n'
+
+
+def test_directory_is_refused_without_traceback(lockdir):
+    path = lockdir / 'host.lock'
+    path.mkdir()
+    _refused(str(path), 'not a regular file')
+
+
+def test_fifo_is_refused_without_blocking(lockdir):
+    path = str(lockdir / 'host.lock')
+    os.mkfifo(path, 0o600)
+    _refused(path, 'not a regular file')
+
+
+def test_file_of_another_owner_is_refused(lockdir):
+    path = str(lockdir / 'host.lock')
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chown(path, 65534, 65534)
+    assert 'owned by uid 65534' in _refused(path, 'not root')
+
+
+@pytest.mark.parametrize('mode', [0o620, 0o602, 0o660, 0o666, 0o622])
+def test_file_others_can_write_is_refused(lockdir, mode):
+    path = str(lockdir / 'host.lock')
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, mode)
+    assert '%04o' % mode in _refused(path, 'lets group or others write it')
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+
+
+@pytest.mark.parametrize('mode', [0o644, 0o604, 0o640, 0o744])
+def test_own_file_others_can_read_is_made_private(lockdir, mode):
+    """A read-only descriptor is enough for flock: a readable lock is one others could hold."""
+    path = str(lockdir / 'host.lock')
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, mode)
+    with lock.host_lock(Module(), path=path, timeout=0.2):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_hard_link_is_refused(lockdir, tmp_path):
+    path, other = str(lockdir / 'host.lock'), str(tmp_path / 'elsewhere')
+    os.close(os.open(other, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.link(other, path)
+    _refused(path, 'it has 2 hard links')
+
+
+@pytest.mark.parametrize('mode', [0o777, 0o1777, 0o775])
+def test_directory_others_can_write_is_refused(tmp_path, mode):
+    directory = tmp_path / 'shared'
+    directory.mkdir()
+    os.chmod(str(directory), mode)
+    path = str(directory / 'host.lock')
+    message = _refused(path, 'writable by root alone')
+    assert 'directory %s' % directory in message and '%04o' % mode in message
+    assert not os.path.exists(path)
+
+
+def test_missing_directory_fails_cleanly(tmp_path):
+    path = str(tmp_path / 'missing' / 'host.lock')
+    _refused(path, 'No such file or directory')
+    assert not os.path.exists(os.path.dirname(path))
