@@ -18,6 +18,8 @@ import re
 from ansible.errors import AnsibleFilterError
 from ansible_collections.clusternet.node.plugins.module_utils.families import (
     FAMILIES,
+    IPV4,
+    IPV6,
     family_of_version,
     find_duplicate,
     one_per_family,
@@ -328,17 +330,20 @@ def _ordered(values):
     return out
 
 
-def plan(cluster, prefix='cn-', masquerade_families=FAMILIES):
+def _masquerade_families(families):
+    if isinstance(families, str) or any(family not in FAMILIES for family in _items(families, 'masquerade families')):
+        raise ValueError('masquerade families %r: expected a list of ipv4 and ipv6' % (families,))
+    return families
+
+
+def plan(cluster):
     """Validate the whole intent once and render every node's share of it.
 
     Returns {'shared': what every node gets, 'nodes': {name: what only that node gets}},
-    plain lists and strings; node_args() turns one node's share into module arguments.
+    plain lists and strings, both families; node_args() turns one node's share into
+    module arguments with that node's prefix and masquerade families.
     Raises ValueError naming the first offending value.
     """
-    names = set_names(prefix)
-    unknown = [family for family in _items(masquerade_families, 'masquerade families') if family not in FAMILIES]
-    if unknown or isinstance(masquerade_families, str):
-        raise ValueError('masquerade families %r: expected a list of ipv4 and ipv6' % (masquerade_families,))
     cluster = _mapping(cluster, 'clusternet_cluster', 'clusternet_cluster')
     cluster_nets = _networks(cluster.get('cluster_cidrs'), 'cluster_cidrs')
     if not cluster_nets:
@@ -359,10 +364,8 @@ def plan(cluster, prefix='cn-', masquerade_families=FAMILIES):
                 entry = '%s,%s:%d' % (ip, protocol, port)
                 _claim(port_owner, entry, service['what'], 'service IP and port')
                 ip_ports.append(entry)
-    masquerade = [family for family in families if family in masquerade_families]
     return {
         'shared': {
-            'set_names': names,
             'families': list(families),
             'entries': {
                 'pod-subnets': _ordered(spec['pod_cidrs'][f] for spec in nodes.values() for f in families),
@@ -370,11 +373,11 @@ def plan(cluster, prefix='cn-', masquerade_families=FAMILIES):
                 'svip': _ordered(ip for service in services for ip in service['ips']),
                 'svip-prt': ip_ports,
             },
-            'masquerade_cluster_cidrs': _ordered(net for net in cluster_nets if family_of_version(net.version) in masquerade),
+            'cluster_cidrs': _ordered(cluster_nets),
         },
         'nodes': dict((name, {
             'node_ips': [str(spec['node_ips'][f]) for f in families],
-            'masquerade_pod_cidrs': [str(spec['pod_cidrs'][f]) for f in masquerade],
+            'pod_cidrs': [str(spec['pod_cidrs'][f]) for f in families],
             'local_pods': _ordered(pods[name]),
             'floating_ips': gateway_of[name],
         }) for name, spec in nodes.items()),
@@ -388,18 +391,28 @@ def missing_node(node, names):
     return 'node %s is not in nodes (%s)' % (node, shown)
 
 
-def node_args(rendered, node):
-    """The ipset, vip, masquerade and fip arguments of one node of a plan()."""
+def node_args(rendered, node, prefix='cn-', masquerade_families=FAMILIES):
+    """The ipset, vip, masquerade and fip arguments of one node of a plan().
+
+    masquerade_families: the families whose pod traffic is masqueraded (flannel #1906);
+    the others get no masquerade rules at all. O(this node's share): the cluster-wide
+    lists are the plan's own, not copies.
+    """
+    names = set_names(prefix)
+    masquerade_families = _masquerade_families(masquerade_families)
     shared = rendered['shared']
     this = rendered['nodes'].get(str(node))
     if this is None:
         raise ValueError(missing_node(node, rendered['nodes']))
     entries = dict(shared['entries'], **{'local-pods': this['local_pods']})
+
+    def masqueraded(values):
+        return [value for value in values if (IPV6 if ':' in value else IPV4) in masquerade_families]
     return {
         'ipset': [{'name': name, 'set_type': set_type, 'families': list(shared['families']), 'entries': entries[suffix]}
-                  for name, (suffix, set_type) in zip(shared['set_names'], SETS)],
+                  for name, (suffix, set_type) in zip(names, SETS)],
         'vip': {'addresses': shared['entries']['svip'], 'node_ips': this['node_ips']},
-        'masquerade': {'cluster_cidrs': shared['masquerade_cluster_cidrs'], 'pod_cidrs': this['masquerade_pod_cidrs']},
+        'masquerade': {'cluster_cidrs': masqueraded(shared['cluster_cidrs']), 'pod_cidrs': masqueraded(this['pod_cidrs'])},
         'fip': {'floating_ips': this['floating_ips']},
     }
 
@@ -414,6 +427,10 @@ def absent_args(prefix):
     }
 
 
+def _filter_error(exc):
+    return AnsibleFilterError('clusternet_cluster: %s' % exc)
+
+
 def node_state(cluster, node, prefix='cn-', state='present', masquerade_families=FAMILIES):
     """Arguments of the ipset, vip, masquerade and fip modules for one node.
 
@@ -425,11 +442,28 @@ def node_state(cluster, node, prefix='cn-', state='present', masquerade_families
             return absent_args(prefix)
         if state != 'present':
             raise ValueError('state %r: expected present or absent' % (state,))
-        return node_args(plan(cluster, prefix, masquerade_families), node)
+        set_names(prefix)
+        _masquerade_families(masquerade_families)
+        return node_args(plan(cluster), node, prefix, masquerade_families)
     except ValueError as exc:
-        raise AnsibleFilterError('clusternet_cluster: %s' % exc) from None
+        raise _filter_error(exc) from None
+
+
+def node_plan(cluster, keep_error=False):
+    """plan() as a filter: validate the intent once for the play, every node's share.
+
+    keep_error: return {'error': message} instead of failing, so a run_once render can
+    hand the error to every host of the play (clusternet.node.node_apply fails each with
+    it); a failed run_once task would stop the others without reporting them failed.
+    """
+    try:
+        return plan(cluster)
+    except ValueError as exc:
+        if keep_error:
+            return {'error': str(_filter_error(exc))}
+        raise _filter_error(exc) from None
 
 
 class FilterModule(object):
     def filters(self):
-        return {'node_state': node_state}
+        return {'node_state': node_state, 'node_plan': node_plan}

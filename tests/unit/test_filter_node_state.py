@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.clusternet.node.plugins.filter.node_state import FilterModule, node_state
+from ansible_collections.clusternet.node.plugins.filter.node_state import FilterModule, node_plan, node_state
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
 BOTH = ['ipv4', 'ipv6']
@@ -55,7 +55,7 @@ def test_lab_intent_per_node(node, want):
 
 
 def test_registered_as_node_state():
-    assert FilterModule().filters() == {'node_state': node_state}
+    assert FilterModule().filters() == {'node_state': node_state, 'node_plan': node_plan}
 
 
 def test_prefix_names_every_set():
