@@ -480,8 +480,9 @@ def measure_engines(size, workdir, log):
     fleet = Fleet(1, size, workdir)
     rows, profiles = [], {}
     try:
-        fleet.run(PLAYBOOK)
+        alone = [fleet.run(PLAYBOOK)[:2]]
         fleet.check()
+        alone.append(fleet.run(PLAYBOOK)[:2])  # what one node converging alone pays (ansible-pull)
         for label, services in (('no change', size), ('+1 service', size + 1), ('-1 service (back)', size)):
             vip, sets = node_module_args(size, 0, services)
             plays = (('vip', module_play('vip', vip)), ('ipset x5', module_play('ipset', None, loop=sets)))
@@ -502,6 +503,8 @@ def measure_engines(size, workdir, log):
         log('\n## vip and ipset alone, one node of the %s-node intent (%d VIPs, %d set entries), through Ansible, 1 run each'
             % ('{:,}'.format(size), len(vip['addresses']), sum(len(s['entries']) for s in sets)))
         log('| module | case | wall s | CPU s |\n|---|---|---|---|')
+        for label, (wall, cpu) in zip(('first', 'no change'), alone):
+            log('| site.yml, this node alone | %s | %.2f | %.2f |' % (label, wall, cpu))
         for engine, label, wall, cpu in rows:
             log('| %s | %s | %.2f | %.2f |' % (engine, label, wall, cpu))
         for engine, result in profiles.items():
