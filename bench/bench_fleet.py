@@ -417,7 +417,8 @@ def measure_size(size, count, repeats, workdir, log):
                 % ('{:,}'.format(size), repeat + 1, first[-1][0], first[-1][1], same[-1][0], same[-1][1], floor[-1][1]))
         finally:
             fleet.delete()
-    med = lambda pairs, k: statistics.median(p[k] for p in pairs)  # noqa: E731
+    def med(pairs, k):
+        return statistics.median(p[k] for p in pairs)
     return [{'size': size, 'run': run, 'runs': repeats, 'wall': med(pairs, 0), 'cpu': med(pairs, 1), 'floor': med(floor, 1)}
             for run, pairs in (('first', first), ('no change', same))]
 
@@ -541,7 +542,7 @@ def measure_variants(size, count, workdir, log):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--quick', action='store_true', help='one run, intents of 3 and 1,000 nodes')
     parser.add_argument('--strict', action='store_true', help='exit non-zero when a target is missed')
     parser.add_argument('--nodes', type=int, default=3, help='namespace nodes converged (default 3)')
