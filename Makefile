@@ -10,12 +10,12 @@ APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
 	podman runc catatonit debootstrap uidmap shellcheck
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup apt venv collections test unit integration lint molecule build bench lab lab-down clean
+.PHONY: help setup apt venv collections test unit integration lint molecule build bench bench-fleet lab lab-down clean
 
 help:
 	@echo "make lab        converge a podman lab of nodes from inventories/lab and check it"
 	@echo "make test       run every test (unit, integration, lint gates, molecule, build)"
-	@echo "make unit | integration | lint | molecule | build | bench | lab-down | clean"
+	@echo "make unit | integration | lint | molecule | build | bench | bench-fleet | lab-down | clean"
 
 setup: apt venv collections
 
@@ -57,8 +57,13 @@ molecule: setup
 build: venv
 	$(PYTEST) tests/lint/test_build.py
 
+# Every bench/bench_*.py; the fleet benchmark's table comes last (about an hour: intents of
+# 3 to 10,000 nodes). FLEET_ARGS for bench-fleet alone, e.g. FLEET_ARGS=--quick or --strict.
 bench: setup
 	$(PY) bench/run.py
+
+bench-fleet: setup
+	$(PY) bench/bench_fleet.py $(FLEET_ARGS)
 
 lab: setup
 	bash lab/lab.sh up
