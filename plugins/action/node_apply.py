@@ -26,9 +26,9 @@ EXTRA_OPTIONS = {
     'masquerade': ('chain', 'comment', 'random_fully', 'skip_mark'),
     'fip': ('exclusive', 'dnat_chain', 'snat_chain', 'flush_conntrack'),
 }
-# Module result keys kept per call: the rest (invocation, per-family dumps) can be large
-# and is already in the kernel, so it is not carried back to the controller's results.
-KEPT = ('changed', 'failed', 'msg', 'diff')
+# Module result keys kept per call (diffs go to the task's diff): the rest (invocation,
+# per-family dumps) grows with the cluster and is not carried into the play's results.
+KEPT = ('changed', 'failed', 'msg')
 
 
 class ActionModule(ActionBase):

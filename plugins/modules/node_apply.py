@@ -17,7 +17,7 @@ description:
     arguments the P(clusternet.node.node_state#filter) filter would give, taken from a plan that the
     P(clusternet.node.node_plan#filter) filter rendered once for the play.
   - The cluster-wide lists go to the modules as the plan holds them, without a templating pass per host;
-    only C(changed), C(failed), C(msg) and C(diff) of each module result are kept.
+    only C(changed), C(failed) and C(msg) of each module result are kept, and the diffs of all of them (diff mode).
   - The modules run in that order and stop at the first failure; the error names the module and what the
     modules before it changed. Each module validates its arguments before its first write.
   - The P(clusternet.node.node_network#role) role is the usual way to run it.
