@@ -569,7 +569,7 @@ def main(argv=None):
 
     rows, failed = [], []
     try:
-        log('\n## fleet: playbooks/site.yml on %d namespace nodes; %d pods/node, services = nodes, dual-stack' % (args.nodes, PODS_PER_NODE))
+        log('\n## fleet: playbooks/site.yml on %d namespace node(s); %d pods/node, services = nodes, dual-stack' % (args.nodes, PODS_PER_NODE))
         for size in sizes:
             repeats = args.repeats or (1 if args.quick or size > 1000 else 3)
             rows += measure_size(size, args.nodes, repeats, workdir, log)
