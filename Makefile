@@ -10,13 +10,13 @@ APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
 	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup apt venv collections cores test unit integration lint molecule build docs bench lab lab-down clean
+.PHONY: help setup apt venv collections cores test unit integration lint molecule build docs bench bench-fleet lab lab-down clean
 
 help:
 	@echo "make lab        converge a podman lab of nodes from inventories/lab and check it"
 	@echo "make test       run every test (unit, integration, lint gates, docsite, molecule, build)"
 	@echo "make docs       build the HTML docsite into build/docs/html (antsibull-docs + Sphinx, offline)"
-	@echo "make unit | integration | lint | molecule | build | bench | lab-down | clean"
+	@echo "make unit | integration | lint | molecule | build | bench | bench-fleet | fuzz | lab-down | clean"
 
 setup: apt venv collections cores
 
@@ -74,8 +74,13 @@ fuzz: setup
 	CN_PROPERTY_SEED=$${CN_PROPERTY_SEED:-random} CN_PROPERTY_EXAMPLES=$${CN_PROPERTY_EXAMPLES:-1000000} \
 	CN_PROPERTY_SECONDS=$(FUZZ_SECONDS) CN_PROPERTY_SHRINK_SECONDS=300 $(PYTEST) -s tests/property
 
+# Every bench/bench_*.py; the fleet benchmark's table comes last (about an hour: intents of
+# 3 to 10,000 nodes). FLEET_ARGS for bench-fleet alone, e.g. FLEET_ARGS=--quick or --strict.
 bench: setup
 	$(PY) bench/run.py
+
+bench-fleet: setup
+	$(PY) bench/bench_fleet.py $(FLEET_ARGS)
 
 lab: setup
 	bash lab/lab.sh up

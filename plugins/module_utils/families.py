@@ -109,3 +109,21 @@ def one_per_family(values, what):
             raise ValueError('more than one %s of family %s: %s and %s' % (what, family, out[family], value))
         out[family] = value
     return out
+
+
+# Special-purpose space (RFC 6890) no pod, service or cluster network may overlap: the
+# kernel routes these itself, and a rule or VIP covering them captures the host's own traffic.
+SPECIAL_NETWORKS = tuple((ipaddress.ip_network(net), reason) for net, reason in (
+    ('0.0.0.0/8', 'unspecified, "this network"'), ('127.0.0.0/8', 'loopback'), ('169.254.0.0/16', 'link-local'),
+    ('224.0.0.0/4', 'multicast'), ('240.0.0.0/4', 'reserved, broadcast'),
+    ('::/128', 'unspecified'), ('::1/128', 'loopback'), ('::ffff:0:0/96', 'IPv4-mapped'),
+    ('fe80::/10', 'link-local'), ('ff00::/8', 'multicast')))
+
+
+def special_network(network):
+    """Why a network cannot be a pod, service or cluster network, or None: it overlaps
+    special-purpose space (so 0.0.0.0/0 and ::/0 are refused too)."""
+    for special, reason in SPECIAL_NETWORKS:
+        if special.version == network.version and network.overlaps(special):
+            return 'it overlaps %s (%s)' % (special, reason)
+    return None

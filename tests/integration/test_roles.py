@@ -239,7 +239,7 @@ def test_teardown_removes_only_what_the_collection_manages(netns, python):
 
 @pytest.mark.parametrize('cluster, message', [
     (dict(LAB, pods=[dict(LAB['pods'][0], node='node9')]), 'pod default/web-0 is on node node9, which is not in nodes'),
-    ({key: value for key, value in LAB.items() if key != 'cluster_cidrs'}, 'missing required arguments: cluster_cidrs'),
+    ({key: value for key, value in LAB.items() if key != 'cluster_cidrs'}, 'clusternet_cluster is missing cluster_cidrs'),
 ])
 def test_bad_intent_fails_before_the_kernel_is_touched(netns, cluster, message):
     failed = converge(netns, cluster, 'node1', expect_failure=True).failed

@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.clusternet.node.plugins.filter.node_state import FilterModule, node_state
+from ansible_collections.clusternet.node.plugins.filter.node_state import FilterModule, node_plan, node_state
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
 BOTH = ['ipv4', 'ipv6']
@@ -55,7 +55,7 @@ def test_lab_intent_per_node(node, want):
 
 
 def test_registered_as_node_state():
-    assert FilterModule().filters() == {'node_state': node_state}
+    assert FilterModule().filters() == {'node_state': node_state, 'node_plan': node_plan}
 
 
 def test_prefix_names_every_set():
@@ -189,3 +189,89 @@ def test_pod_cidr_overlap_is_found_in_any_order(cidrs, message):
         return
     with pytest.raises(AnsibleFilterError, match=message):
         node_state(cluster, 'a')
+
+
+# Issue 12: intent that would let one object take over another's address, special-purpose
+# space, and values YAML or Python would silently read as something else. Exact messages.
+@pytest.mark.parametrize('path, value, message', [
+    (['floating_ips', 0, 'external_ip'], '192.168.50.12',
+     'floating IP 192.168.50.12 is the node IP of node node2: its traffic would be DNATed to 10.42.1.5'),
+    (['floating_ips', 0, 'external_ip'], '10.43.0.10',
+     'floating IP 10.43.0.10 is the service IP of service default/web: its traffic would be DNATed to 10.42.1.5'),
+    (['floating_ips', 0, 'external_ip'], '192.0.2.80',
+     'floating IP 192.0.2.80 is the service IP of service default/web: its traffic would be DNATed to 10.42.1.5'),
+    (['floating_ips', 0, 'external_ip'], '10.42.2.5',
+     'floating IP 10.42.2.5 is the pod IP of pod default/web-1: its traffic would be DNATed to 10.42.1.5'),
+    (['floating_ips', 0, 'external_ip'], '10.42.9.9', 'floating IP 10.42.9.9 is inside cluster CIDR 10.42.0.0/16'),
+    (['floating_ips', 0, 'external_ip'], '10.43.9.9', 'floating IP 10.43.9.9 is inside service CIDR 10.43.0.0/16'),
+    (['floating_ips', 0, 'external_ip'], '127.0.0.1',
+     "invalid floating_ips[0] external_ip '127.0.0.1': it is a loopback address, not a unicast host address"),
+    (['floating_ips', 0, 'internal_ip'], '10.99.0.1',
+     'floating IP 198.51.100.10 internal IP 10.99.0.1 is not inside any cluster CIDR (10.42.0.0/16, 2001:db8:42::/56)'),
+    (['floating_ips', 0, 'internal_ip'], '10.42.1.99', 'floating IP 198.51.100.10 internal IP 10.42.1.99 is not the IP of any pod in pods'),
+    (['floating_ips', 0, 'internal_ip'], 'fe80::1',
+     "invalid floating IP 198.51.100.10 internal_ip 'fe80::1': it is a link-local address, not a unicast host address"),
+    (['services', 0, 'external_ips'], ['192.168.50.12'], 'service default/web external IP 192.168.50.12 is the node IP of node node2'),
+    (['services', 0, 'external_ips'], ['10.42.200.1'], 'service default/web external IP 10.42.200.1 is inside cluster CIDR 10.42.0.0/16'),
+    (['services', 0, 'external_ips'], ['::ffff:192.0.2.80'],
+     "invalid service default/web external_ips entry '::ffff:192.0.2.80': it is IPv4-mapped; write the IPv4 address instead, not a unicast host address"),
+    (['services', 0, 'cluster_ips'], ['10.43.0.10', 'fe80::1%eth0'],
+     "invalid service default/web cluster_ips entry 'fe80::1%eth0': it carries a zone id, not a unicast host address"),
+    (['service_cidrs'], ['10.42.128.0/17', '2001:db8:43::/112'], 'service_cidrs entry 10.42.128.0/17 overlaps cluster_cidrs entry 10.42.0.0/16'),
+    (['service_cidrs'], ['10.43.0.0/16', '10.43.0.0/24', '2001:db8:43::/112'],
+     'service_cidrs entry 10.43.0.0/24 overlaps service_cidrs entry 10.43.0.0/16'),
+    (['cluster_cidrs'], ['10.42.0.0/16', '10.42.128.0/17', '2001:db8:42::/56'],
+     'cluster_cidrs entry 10.42.128.0/17 overlaps cluster_cidrs entry 10.42.0.0/16'),
+    (['cluster_cidrs'], ['0.0.0.0/0', '2001:db8:42::/56'],
+     "cluster_cidrs entry '0.0.0.0/0': it overlaps 0.0.0.0/8 (unspecified, \"this network\"), not a pod or service network"),
+    (['cluster_cidrs'], ['10.42.0.0/16', '::/0'], "cluster_cidrs entry '::/0': it overlaps ::/128 (unspecified), not a pod or service network"),
+    (['cluster_cidrs'], ['127.0.0.0/16', '2001:db8:42::/56'],
+     "cluster_cidrs entry '127.0.0.0/16': it overlaps 127.0.0.0/8 (loopback), not a pod or service network"),
+    (['cluster_cidrs'], ['10.42.0.0/16', '::ffff:10.42.0.0/112'],
+     "cluster_cidrs entry '::ffff:10.42.0.0/112': it overlaps ::ffff:0:0/96 (IPv4-mapped), not a pod or service network"),
+    (['service_cidrs'], ['10.43.0.0/16', 'fe80::/64'], "service_cidrs entry 'fe80::/64': it overlaps fe80::/10 (link-local), not a pod or service network"),
+    (['cluster_cidrs'], ['10.42.0.0/\u0661\u0666', '2001:db8:42::/56'],
+     "invalid cluster_cidrs entry '10.42.0.0/\u0661\u0666': expected an IPv4 or IPv6 network with zero host bits"),
+    (['nodes', 'node1', 'pod_cidrs'], ['10.42.1.0/\u0662\u0664', '2001:db8:42:1::/64'],
+     "invalid node node1 pod_cidrs entry '10.42.1.0/\u0662\u0664': expected an IPv4 or IPv6 network with zero host bits"),
+    (['services', 0, 'ports'], [{'port': True}], 'service default/web port True: expected a number from 1 to 65535'),
+    (['services', 0, 'ports'], [{'port': 80.0}], 'service default/web port 80.0: expected a number from 1 to 65535'),
+    (['services', 0, 'ports'], [{'port': '\u0668\u0660'}], "service default/web port '\u0668\u0660': expected a number from 1 to 65535"),
+    (['services', 0, 'ports'], [{'port': '80 '}], "service default/web port '80 ': expected a number from 1 to 65535"),
+    (['services', 0, 'ports'], [{'port': 0}], 'service default/web port 0: expected a number from 1 to 65535'),
+    (['services', 0, 'ports'], [{'protocol': 6, 'port': 80}], 'service default/web port protocol 6: expected one of tcp, udp, sctp'),
+    (['nodes', 'node1', 'node_ips'], ['127.0.0.1', 'fd00:50::11'],
+     "invalid node node1 node_ips entry '127.0.0.1': it is a loopback address, not a unicast host address"),
+    (['nodes', 'node1', 'node_ips'], ['192.168.50.11', 'ff02::1'],
+     "invalid node node1 node_ips entry 'ff02::1': it is a multicast address, not a unicast host address"),
+    (['nodes', 'node1', 'node_ips'], ['240.0.0.1', 'fd00:50::11'],
+     "invalid node node1 node_ips entry '240.0.0.1': it is in 240.0.0.0/4 (reserved, broadcast), not a unicast host address"),
+    (['nodes', 'node1', 'node_ips'], ['10.42.200.1', 'fd00:50::11'], 'node node1 node IP 10.42.200.1 is inside cluster CIDR 10.42.0.0/16'),
+    (['nodes', 'node1', 'node_ips'], ['10.43.200.1', 'fd00:50::11'], 'node node1 node IP 10.43.200.1 is inside service CIDR 10.43.0.0/16'),
+    # Types and keys the role's argument spec used to check.
+    (['nodes', 'node1', 'pod_cidr'], ['10.42.1.0/24'], "node node1 has unknown key 'pod_cidr': expected node_ips, pod_cidrs"),
+    (['services', 0, 'name'], None, 'services[0] is missing name'),
+    (['services', 0, 'externalIPs'], ['192.0.2.1'],
+     "services[0] has unknown key 'externalIPs': expected name, cluster_ips, namespace, external_ips, ports"),
+    (['pods', 0, 'name'], ['x'], "pods[0] name must be a non-empty string, got ['x']"),
+    (['floating_ips', 0, 'gateway'], True, 'floating IP 198.51.100.10 gateway must be a non-empty string, got True'),
+    (['service_cidrs'], None, 'clusternet_cluster is missing service_cidrs'),
+])
+def test_refuses_conflicting_or_special_intent_with_exact_message(path, value, message):
+    with pytest.raises(AnsibleFilterError) as error:
+        node_state(mutate(path, value), 'gw1')
+    assert str(error.value) == 'clusternet_cluster: ' + message
+
+
+def test_service_external_ip_may_be_shared_and_sit_in_no_cluster_network():
+    cluster = mutate(['services', 1, 'external_ips'], ['192.0.2.80', '2001:db8:2::80'])
+    assert node_state(cluster, 'node1')['vip']['addresses'] == SVIP + ['2001:db8:2::80']
+
+
+def test_missing_node_lists_at_most_ten_names():
+    cluster = {'cluster_cidrs': ['10.42.0.0/16'], 'service_cidrs': ['10.43.0.0/16'],
+               'nodes': dict(('n%02d' % index, {'node_ips': ['192.168.50.%d' % index], 'pod_cidrs': ['10.42.%d.0/24' % index]})
+                             for index in range(1, 13))}
+    with pytest.raises(AnsibleFilterError) as error:
+        node_state(cluster, 'n99')
+    assert str(error.value) == 'clusternet_cluster: node n99 is not in nodes (n01, n02, n03, n04, n05, n06, n07, n08, n09, n10, ... 2 more)'

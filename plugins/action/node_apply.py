@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apply one node's share of a rendered intent: the ipset, vip, masquerade and fip modules
+called from the controller with arguments built in Python.
+
+Why an action: the cluster-wide lists (every node's pod CIDRs and IPs, every service IP)
+come from the play's rendered plan (the node_plan filter, run once) and go to the modules
+as they are, so no templating pass walks them per host, no role argument spec validates
+them per host, and the module results stay on the controller. Documentation lives in
+plugins/modules/node_apply.py.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.common.collections import is_sequence
+from ansible.plugins.action import ActionBase
+from ansible_collections.clusternet.node.plugins.filter.node_state import absent_args, node_args
+
+# The options each module takes besides what the intent renders; passed on unchecked
+# (the module checks them), unknown ones refused here, before any module runs.
+EXTRA_OPTIONS = {
+    'ipset': ('exclusive',),
+    'vip': ('interface', 'link_kind', 'exclusive'),
+    'masquerade': ('chain', 'comment', 'random_fully', 'skip_mark'),
+    'fip': ('exclusive', 'dnat_chain', 'snat_chain', 'flush_conntrack'),
+}
+# Module result keys kept per call (diffs go to the task's diff): the rest (invocation,
+# per-family dumps) grows with the cluster and is not carried into the play's results.
+KEPT = ('changed', 'failed', 'msg')
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(('node', 'state', 'prefix', 'masquerade_families', 'plan_var') + tuple(EXTRA_OPTIONS))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        task_vars = task_vars or {}
+        dummy, args = self.validate_argument_spec(
+            argument_spec=dict(
+                node=dict(type='str'),
+                state=dict(type='str', choices=['present', 'absent'], default='present'),
+                prefix=dict(type='str', default='cn-'),
+                masquerade_families=dict(type='list', elements='str', choices=['ipv4', 'ipv6'], default=['ipv4', 'ipv6']),
+                plan_var=dict(type='str', default='node_network_plan'),
+                **dict((module, dict(type='dict', default={})) for module in EXTRA_OPTIONS)
+            ),
+            required_if=[('state', 'present', ('node',))],
+        )
+        try:
+            calls = self._calls(args, task_vars)
+        except ValueError as exc:
+            return dict(result, failed=True, msg=str(exc))
+        try:
+            return self._apply(result, calls, task_vars)
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+
+    def _calls(self, args, task_vars):
+        """(module, label, arguments) in the order the node_network role always applied them."""
+        for module, allowed in EXTRA_OPTIONS.items():
+            unknown = sorted(set(args[module]) - set(allowed))
+            if unknown:
+                raise ValueError('%s options %s: expected %s' % (module, ', '.join(unknown), ', '.join(allowed)))
+        state = args['state']
+        if state == 'absent':
+            try:
+                share = absent_args(args['prefix'])
+            except ValueError as exc:
+                raise ValueError('clusternet_cluster: %s' % exc) from None
+        else:
+            rendered = task_vars.get(args['plan_var'])
+            if isinstance(rendered, dict) and 'error' in rendered:
+                raise ValueError(rendered['error'])  # the intent is invalid: every host fails with it
+            if not isinstance(rendered, dict) or not isinstance(rendered.get('nodes'), dict):
+                raise ValueError('no rendered intent in %s: set it with the clusternet.node.node_plan filter first '
+                                 '(the node_network role does, once per play)' % args['plan_var'])
+            try:
+                share = node_args(rendered, args['node'], args['prefix'], args['masquerade_families'])
+            except ValueError as exc:
+                raise ValueError('clusternet_cluster: %s' % exc) from None
+        calls = [('ipset', item['name'], dict(item, state=state, **args['ipset'])) for item in share['ipset']]
+        # kube-dummy-if is the collection's, so removal deletes it with the VIPs; the fip
+        # module's exclusive empty list (state present) removes all of ours and their chains.
+        calls.append(('vip', 'VIPs', dict(share['vip'], state=state, delete_interface=state == 'absent', **args['vip'])))
+        calls.append(('masquerade', 'masquerade', dict(share['masquerade'], state=state, **args['masquerade'])))
+        calls.append(('fip', 'floating IPs', dict(share['fip'], **args['fip'])))
+        return calls
+
+    def _apply(self, result, calls, task_vars):
+        results, diffs = [], []
+        for module, label, module_args in calls:
+            out = self._execute_module(module_name='clusternet.node.' + module, module_args=module_args, task_vars=task_vars)
+            kept = dict((key, out[key]) for key in KEPT if key in out)
+            results.append(dict(kept, module=module, item=label))
+            diff = out.get('diff')
+            if diff:
+                diffs.extend(diff if is_sequence(diff) else [diff])
+            if out.get('failed'):
+                applied = ', '.join('%s %s' % (entry['module'], entry['item']) for entry in results[:-1] if entry.get('changed')) or 'nothing'
+                result.update(failed=True, results=results, changed=any(entry.get('changed') for entry in results),
+                              msg='clusternet.node.%s (%s) failed: %s; changed before it: %s' % (module, label, out.get('msg'), applied))
+                return result
+        result.update(changed=any(entry.get('changed') for entry in results), results=results)
+        if diffs:
+            result['diff'] = diffs
+        return result
