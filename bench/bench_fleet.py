@@ -429,6 +429,7 @@ def measure_size(size, count, repeats, workdir, log):
                 % ('{:,}'.format(size), repeat + 1, first[-1][0], first[-1][1], same[-1][0], same[-1][1], floor[-1][1]))
         finally:
             fleet.delete()
+
     def med(pairs, k):
         return statistics.median(p[k] for p in pairs)
     return [{'size': size, 'run': run, 'runs': repeats, 'wall': med(pairs, 0), 'cpu': med(pairs, 1), 'floor': med(floor, 1)}
