@@ -182,7 +182,7 @@ diff:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clusternet.node.plugins.module_utils import netlink
+from ansible_collections.clusternet.node.plugins.module_utils import vip
 
 
 def main():
@@ -198,7 +198,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    module.exit_json(**netlink.run(module))
+    module.exit_json(**vip.run(module))
 
 
 if __name__ == '__main__':

@@ -1,25 +1,21 @@
-"""Pure parts of the VIP engine: validation, planning, rendering, message parsing."""
+"""Pure parts of the VIP engine: validation, planning, rendering."""
 
 import ipaddress
-import socket
 
 import pytest
-from ansible_collections.clusternet.node.plugins.module_utils import netlink
+from ansible_collections.clusternet.node.plugins.module_utils import vip as engine
+from ansible_collections.clusternet.node.plugins.module_utils.families import IPV4, IPV6
 from ansible_collections.clusternet.node.plugins.module_utils.netlink import (
     ADDR_ADD,
     ADDR_DEL,
-    IPV4,
-    IPV6,
     ROUTE_DEL,
     ROUTE_REPLACE,
     Address,
     Link,
     Route,
     Step,
-    plan_link,
-    plan_vips,
-    render_route,
 )
+from ansible_collections.clusternet.node.plugins.module_utils.vip import plan_link, plan_vips, render_route
 
 IF = 7
 OTHER = 2
@@ -42,7 +38,7 @@ def params(**kw):
 
 
 def ours(vip):
-    return netlink.vip_route(vip, IF, NODE[netlink.family_of_version(vip.version)])
+    return engine.vip_route(vip, IF, NODE[engine.family_of_version(vip.version)])
 
 
 def kernel4(vip):
@@ -64,7 +60,7 @@ def plan(addresses, routes, vips, exclusive=True, state='present', delete_interf
 # --- validation ---------------------------------------------------------------
 
 def test_validate_accepts_bare_and_host_prefixes_and_drops_duplicates():
-    vips, node_ips = netlink.validate(params(addresses=['10.96.0.1', '10.96.0.1/32', 'fd00:10:96::1/128', 'FD00:10:96::1']))
+    vips, node_ips = engine.validate(params(addresses=['10.96.0.1', '10.96.0.1/32', 'fd00:10:96::1/128', 'FD00:10:96::1']))
     assert vips == [V4, V6]
     assert node_ips == NODE
 
@@ -81,21 +77,21 @@ def test_validate_accepts_bare_and_host_prefixes_and_drops_duplicates():
 ])
 def test_validate_names_the_offending_value(kw, message):
     with pytest.raises(ValueError) as exc:
-        netlink.validate(params(**kw))
+        engine.validate(params(**kw))
     assert message in str(exc.value)
 
 
 def test_validate_absent_needs_no_node_ips():
-    vips, node_ips = netlink.validate(params(addresses=['fd00::1'], node_ips=[], state='absent'))
+    vips, node_ips = engine.validate(params(addresses=['fd00::1'], node_ips=[], state='absent'))
     assert vips == [ipaddress.ip_address('fd00::1')] and node_ips == {}
 
 
 def test_node_ip_must_be_local_outside_the_vip_interface():
-    netlink.check_node_ips(NODE, NODE_ADDRS, IF, 'kube-dummy-if')
+    engine.check_node_ips(NODE, NODE_ADDRS, IF, 'kube-dummy-if')
     with pytest.raises(ValueError, match='node IP 192.168.1.10 is not a local address of this host'):
-        netlink.check_node_ips(NODE, NODE_ADDRS[1:], IF, 'kube-dummy-if')
+        engine.check_node_ips(NODE, NODE_ADDRS[1:], IF, 'kube-dummy-if')
     with pytest.raises(ValueError, match=r'node IP 2001:db8:1::10 is not a local address of this host \(outside kube-dummy-if\)'):
-        netlink.check_node_ips(NODE, [NODE_ADDRS[0], Address(IPV6, N6, 128, IF)], IF, 'kube-dummy-if')
+        engine.check_node_ips(NODE, [NODE_ADDRS[0], Address(IPV6, N6, 128, IF)], IF, 'kube-dummy-if')
 
 
 # --- link ---------------------------------------------------------------------
@@ -209,15 +205,15 @@ def test_absent_removes_listed_or_all():
 def test_awaited_kernel_routes():
     added = [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)]
     # New IPv6 addresses: always, even if a route to the VIP was in the dump before the add.
-    assert netlink.awaited_routes([V4, V6, V6B], added, [kernel6_local(V6)], IF, False) == {V6}
+    assert engine.awaited_routes([V4, V6, V6B], added, [kernel6_local(V6)], IF, False) == {V6}
     # After link up: also kept VIPs whose kernel route the dump does not show yet.
-    assert netlink.awaited_routes([V4, V6, V6B], added, [], IF, True) == {V6, V6B}
-    assert netlink.awaited_routes([V4, V6, V6B], [], [kernel6_local(V6B), ours(V6)], IF, True) == {V6}
+    assert engine.awaited_routes([V4, V6, V6B], added, [], IF, True) == {V6, V6B}
+    assert engine.awaited_routes([V4, V6, V6B], [], [kernel6_local(V6B), ours(V6)], IF, True) == {V6}
 
 
 def test_missing_interface_plans_from_nothing():
     steps = plan_vips(None, NODE_ADDRS, [], [V4], NODE, True, 'present')[0]
-    assert steps == [Step(ADDR_ADD, Address(IPV4, V4, 32, None)), Step(ROUTE_REPLACE, netlink.vip_route(V4, None, N4))]
+    assert steps == [Step(ADDR_ADD, Address(IPV4, V4, 32, None)), Step(ROUTE_REPLACE, engine.vip_route(V4, None, N4))]
 
 
 # --- rendering ----------------------------------------------------------------
@@ -232,7 +228,7 @@ def test_render_route_matches_ip_route():
 
 def test_summarize_and_diff_text():
     changes = plan([Address(IPV6, V6, 128, IF)], [kernel6_main(V6), kernel6_local(V6)], [V6, V6B])[1]
-    out = netlink.summarize(changes, NAMES)
+    out = engine.summarize(changes, NAMES)
     assert out[IPV6] == {
         'added': ['fd00:10:96::2'],
         'removed': [],
@@ -242,7 +238,7 @@ def test_summarize_and_diff_text():
                            'local fd00:10:96::1 dev kube-dummy-if table local proto kernel metric 0'],
     }
     assert out[IPV4] == {'added': [], 'removed': [], 'routes_added': [], 'routes_removed': []}
-    text = netlink.render_state('interface kube-dummy-if dummy up', [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)],
+    text = engine.render_state('interface kube-dummy-if dummy up', [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)],
                                 [ours(V4), kernel6_local(V6), kernel6_main(V6)], NAMES)
     assert text == ('interface kube-dummy-if dummy up\n'
                     'address 10.96.0.1/32\n'
@@ -250,59 +246,3 @@ def test_summarize_and_diff_text():
                     'address fd00:10:96::1/128\n'
                     '  route fd00:10:96::1 dev kube-dummy-if proto kernel metric 256\n'
                     '  route local fd00:10:96::1 dev kube-dummy-if table local proto kernel metric 0\n')
-
-
-# --- netlink messages ---------------------------------------------------------
-
-def decode(data, msg_class):
-    msg = msg_class(data)
-    msg.decode()
-    return msg
-
-
-def test_encode_route_steps():
-    rtmsg = pytest.importorskip('pyroute2.netlink.rtnl.rtmsg').rtmsg
-    msg = decode(netlink.encode_step(Step(ROUTE_DEL, kernel6_local(V6)), 7), rtmsg)
-    assert (msg['header']['type'], msg['header']['flags'], msg['header']['sequence_number']) == (25, 0x5, 7)
-    assert (msg['family'], msg['dst_len'], msg['table'], msg['type'], msg['proto'], msg['scope']) == (socket.AF_INET6, 128, 255, 2, 2, 0)
-    # No metric and no source: the kernel then deletes the lowest-metric route, the kernel's 0.
-    assert msg.get_attr('RTA_PRIORITY') is None and msg.get_attr('RTA_PREFSRC') is None
-    assert (msg.get_attr('RTA_DST'), msg.get_attr('RTA_OIF'), msg.get_attr('RTA_TABLE')) == ('fd00:10:96::1', IF, 255)
-    msg = decode(netlink.encode_step(Step(ROUTE_REPLACE, ours(V4)), 1), rtmsg)
-    assert msg['header']['flags'] == 0x1 | 0x4 | 0x100 | 0x400  # request, ack, replace, create
-    assert (msg['scope'], msg.get_attr('RTA_PREFSRC'), msg.get_attr('RTA_PRIORITY')) == (254, '192.168.1.10', None)
-    assert decode(netlink.encode_step(Step(ROUTE_REPLACE, ours(V6)), 1), rtmsg).get_attr('RTA_PRIORITY') == 1024
-    msg = decode(netlink.encode_step(Step(ROUTE_DEL, Route(IPV4, 1000, 1, 4, 0, V4, 32, IF, None, 0)), 1), rtmsg)
-    assert (msg['table'], msg.get_attr('RTA_TABLE')) == (252, 1000)
-
-
-def test_encode_address_steps():
-    ifaddrmsg = pytest.importorskip('pyroute2.netlink.rtnl.ifaddrmsg').ifaddrmsg
-    msg = decode(netlink.encode_step(Step(ADDR_ADD, Address(IPV6, V6, 128, IF)), 3), ifaddrmsg)
-    assert (msg['header']['type'], msg['header']['flags']) == (20, 0x1 | 0x4 | 0x200 | 0x400)  # request, ack, excl, create
-    assert (msg['family'], msg['prefixlen'], msg['index'], msg.get_attr('IFA_ADDRESS')) == (socket.AF_INET6, 128, IF, 'fd00:10:96::1')
-    assert msg.get_attr('IFA_FLAGS') == 0x202  # nodad, noprefixroute
-    msg = decode(netlink.encode_step(Step(ADDR_DEL, Address(IPV4, V4, 32, IF)), 4), ifaddrmsg)
-    assert (msg['header']['type'], msg.get_attr('IFA_LOCAL'), msg.get_attr('IFA_FLAGS')) == (21, '10.96.0.1', None)
-
-
-def test_parse_acks():
-    ack = netlink.NLMSG_ERROR_HEADER.pack(36, 2, 0, 5, 0, 0) + bytes(16)
-    nack = netlink.NLMSG_ERROR_HEADER.pack(36, 2, 0, 6, 0, -3) + bytes(16)
-    other = netlink.NLMSG_ERROR_HEADER.pack(20, 3, 0, 6, 0, 0)  # NLMSG_DONE
-    assert netlink.parse_acks(ack + nack + other) == [(5, 0), (6, 3)]
-
-
-def test_messages_to_tuples():
-    rtmsg = pytest.importorskip('pyroute2.netlink.rtnl.rtmsg').rtmsg
-    ifaddrmsg = pytest.importorskip('pyroute2.netlink.rtnl.ifaddrmsg').ifaddrmsg
-    msg = rtmsg()
-    msg.update(family=socket.AF_INET6, dst_len=128, table=255, type=2, proto=2, scope=0)
-    msg['attrs'] = [('RTA_TABLE', 255), ('RTA_DST', 'fd00:10:96::1'), ('RTA_OIF', IF), ('RTA_PREFSRC', '2001:db8:1::10'), ('RTA_PRIORITY', 1024)]
-    assert netlink.route_from_msg(msg) == ours(V6)._replace(scope=0)
-    msg['dst_len'] = 64
-    assert netlink.route_from_msg(msg) is None
-    addr = ifaddrmsg()
-    addr.update(family=socket.AF_INET, prefixlen=32, index=IF)
-    addr['attrs'] = [('IFA_ADDRESS', '10.96.0.1'), ('IFA_LOCAL', '10.96.0.1')]
-    assert netlink.address_from_msg(addr) == Address(IPV4, V4, 32, IF)
