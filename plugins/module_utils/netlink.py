@@ -38,7 +38,10 @@ RTN_UNICAST = 1
 RTN_LOCAL = 2
 RTPROT_KERNEL = 2
 RT_SCOPE_HOST = 254
+RTN_BROADCAST = 3
+RTN_ANYCAST = 4
 IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
 IFA_F_NODAD = 0x02
 # Keeps the kernel from adding the main-table prefix route, on add and on link up.
 IFA_F_NOPREFIXROUTE = 0x200
@@ -51,7 +54,8 @@ CHUNK = 100
 ACK_TIMEOUT = 30
 NLMSG_ERROR_HEADER = struct.Struct('=IHHIIi')
 
-Link = collections.namedtuple('Link', 'index name kind up')
+# alias: IFLA_IFALIAS, None when unset; loopback: IFF_LOOPBACK.
+Link = collections.namedtuple('Link', 'index name kind up alias loopback', defaults=(None, False))
 Address = collections.namedtuple('Address', 'family ip prefixlen index')
 Route = collections.namedtuple('Route', 'family table type proto scope dst dst_len oif prefsrc priority')
 Step = collections.namedtuple('Step', 'action item')
@@ -65,11 +69,13 @@ TOLERATED = {ADDR_ADD: errno.EEXIST, ADDR_DEL: errno.EADDRNOTAVAIL, ROUTE_DEL: e
 
 
 class StepError(Exception):
-    """The kernel refused a step: step is the Step, code its errno."""
+    """A step failed: step is the Step, code its errno. applied: the steps sent before and
+    with it that the kernel acknowledged as done, in order; unknown: the steps it never
+    answered for (code is then the socket's error), else empty."""
 
-    def __init__(self, step, code):
+    def __init__(self, step, code, applied, unknown=()):
         super(StepError, self).__init__(step, code)
-        self.step, self.code = step, code
+        self.step, self.code, self.applied, self.unknown = step, code, list(applied), list(unknown)
 
 
 # --- dumps -> tuples ----------------------------------------------------------
@@ -82,7 +88,8 @@ def _attr(msg, name, default=None):
 def link_from_msg(msg):
     info = msg.get_attr('IFLA_LINKINFO')
     kind = info.get_attr('IFLA_INFO_KIND') if info is not None else None
-    return Link(msg['index'], msg.get_attr('IFLA_IFNAME'), kind, bool(msg['flags'] & IFF_UP))
+    return Link(msg['index'], msg.get_attr('IFLA_IFNAME'), kind, bool(msg['flags'] & IFF_UP),
+                msg.get_attr('IFLA_IFALIAS'), bool(msg['flags'] & IFF_LOOPBACK))
 
 
 def address_from_msg(msg):
@@ -169,24 +176,38 @@ def parse_acks(data):
 
 
 def send_steps(steps):
-    """Send the steps in order, CHUNK requests per send, and check every request's ack.
-    Raises StepError for the first failed step of the first chunk with an error other
-    than a TOLERATED one; later chunks are not sent."""
+    """Send the steps in order, CHUNK requests per send, and read every request's ack.
+
+    The kernel runs all requests of one send, even those after one it refuses, so a
+    chunk is judged only once all its acks are in, and the next is sent only if none
+    failed (an error in TOLERATED is no failure, and no change either). Raises StepError
+    for the chunk's first failed step, with every step acked as done (before and after
+    it); a lost ack ends in the socket's timeout, not a hang. Returns the steps done."""
+    applied = []
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    sock.settimeout(ACK_TIMEOUT)  # a lost ack (ENOBUFS) must end in an error, not a hang
+    sock.settimeout(ACK_TIMEOUT)
     try:
         sock.bind((0, 0))
         for start in range(0, len(steps), CHUNK):
             chunk = steps[start:start + CHUNK]
-            sock.send(b''.join(encode_step(step, start + i + 1) for i, step in enumerate(chunk)))
-            errors, pending = [], len(chunk)
-            while pending:
-                for seq, code in parse_acks(sock.recv(65536)):
-                    pending -= 1
-                    step = steps[seq - 1]
-                    if code and TOLERATED.get(step.action) != code:
-                        errors.append((step, code))
-            if errors:
-                raise StepError(*errors[0])
+            codes = {}
+            try:
+                sock.send(b''.join(encode_step(step, start + i + 1) for i, step in enumerate(chunk)))
+                while len(codes) < len(chunk):
+                    codes.update(parse_acks(sock.recv(65536)))
+            except OSError as exc:  # socket.timeout included
+                unknown = [step for i, step in enumerate(chunk) if start + i + 1 not in codes]
+                applied += [step for i, step in enumerate(chunk) if codes.get(start + i + 1) == 0]
+                raise StepError(unknown[0], exc.errno or errno.ETIMEDOUT, applied, unknown) from None
+            failed = None
+            for i, step in enumerate(chunk):
+                code = codes[start + i + 1]
+                if not code:
+                    applied.append(step)
+                elif TOLERATED.get(step.action) != code and failed is None:
+                    failed = (step, code)
+            if failed:
+                raise StepError(failed[0], failed[1], applied)
+        return applied
     finally:
         sock.close()

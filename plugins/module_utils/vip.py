@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import os
 import time
 
@@ -30,7 +31,7 @@ from ansible_collections.clusternet.node.plugins.module_utils.families import (
     IPV6,
     family_of_version,
     one_per_family,
-    parse_address,
+    parse_unicast,
 )
 from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 from ansible_collections.clusternet.node.plugins.module_utils.names import check_interface_name
@@ -40,6 +41,8 @@ from ansible_collections.clusternet.node.plugins.module_utils.netlink import (
     ROUTE_DEL,
     ROUTE_REPLACE,
     RT_SCOPE_HOST,
+    RTN_ANYCAST,
+    RTN_BROADCAST,
     RTN_LOCAL,
     RTN_UNICAST,
     RTPROT_KERNEL,
@@ -58,9 +61,16 @@ from ansible_collections.clusternet.node.plugins.module_utils.netlink import (
 IP6_RT_PRIO_USER = 1024
 # How long to wait for the kernel's IPv6 local routes of new addresses to appear.
 SETTLE_TIMEOUT = 5.0
+# The alias (IFLA_IFALIAS) of an interface this collection created or adopted: it says, across
+# runs and releases, which interface is ours. The kernel ignores an alias in the create request,
+# so it is set right after.
+MARKER = 'clusternet.node'
+# Route types by which the host accepts traffic to an address as its own.
+LOCAL_TYPES = (RTN_LOCAL, RTN_BROADCAST, RTN_ANYCAST)
 
 TABLE_NAMES = {TABLE_MAIN: 'main', TABLE_LOCAL: 'local'}
-TYPE_NAMES = {RTN_UNICAST: '', RTN_LOCAL: 'local', 3: 'broadcast', 4: 'anycast', 5: 'multicast', 6: 'blackhole', 7: 'unreachable', 8: 'prohibit'}
+TYPE_NAMES = {RTN_UNICAST: '', RTN_LOCAL: 'local', RTN_BROADCAST: 'broadcast', RTN_ANYCAST: 'anycast',
+              5: 'multicast', 6: 'blackhole', 7: 'unreachable', 8: 'prohibit'}
 PROTO_NAMES = {RTPROT_KERNEL: 'kernel', 3: 'boot', 4: 'static'}
 SCOPE_NAMES = {0: 'global', 200: 'site', 253: 'link', RT_SCOPE_HOST: 'host'}
 
@@ -68,14 +78,15 @@ SCOPE_NAMES = {0: 'global', 200: 'site', 253: 'link', RT_SCOPE_HOST: 'host'}
 # --- validation -------------------------------------------------------------
 
 def validate(params):
-    """All input checks that need no kernel: returns (vips, node_ips by family)."""
+    """All input checks that need no kernel: returns (vips, node_ips by family). VIPs and
+    node IPs must be unicast host addresses (no loopback, link-local, multicast, zone id, ...)."""
     check_interface_name(params['interface'])
     vips = []
     for value in params['addresses']:
-        vip = parse_address(value, 'VIP address')
+        vip = parse_unicast(value, 'VIP address')
         if vip not in vips:
             vips.append(vip)
-    node_ips = one_per_family([parse_address(v, 'node IP') for v in params['node_ips']], 'node IP')
+    node_ips = one_per_family([parse_unicast(v, 'node IP') for v in params['node_ips']], 'node IP')
     if params['state'] == 'present':
         for vip in vips:
             family = family_of_version(vip.version)
@@ -92,6 +103,45 @@ def check_node_ips(node_ips, addresses, index, ifname):
         holders = set(a.index for a in addresses if a.ip == node_ip)
         if not holders - set([index]):
             raise ValueError('node IP %s is not a local address of this host (outside %s)' % (node_ip, ifname))
+
+
+def check_owner(link, adopt):
+    """The interface may be managed: it does not exist yet, or carries our MARKER, or the user
+    adopts it. The loopback interface never: its own addresses would go."""
+    if link is None:
+        return
+    if link.loopback:
+        raise ValueError('interface %s is the loopback interface: the vip module never manages it, not even with adopt'
+                         % link.name)
+    if link.alias != MARKER and not adopt:
+        raise ValueError('interface %s was not created by this collection (its alias is %s, not %r): '
+                         'set adopt: true to let the vip module manage it and its addresses'
+                         % (link.name, repr(link.alias) if link.alias else 'unset', MARKER))
+
+
+def check_not_local_elsewhere(vips, addresses, routes, index, names):
+    """No VIP may be an address the host already owns on another interface (an address,
+    or a local, broadcast or anycast route, such as a subnet's broadcast address): the
+    VIP's route would take that route's place, and removing the VIP later would leave the
+    host without it."""
+    for vip in vips:
+        holders = sorted(set(names.get(a.index, str(a.index)) for a in addresses if a.ip == vip and a.index != index))
+        if holders:
+            raise ValueError('VIP %s is already an address of %s on this host: refusing to take it over as a VIP'
+                             % (vip, ', '.join(holders)))
+        for route in routes:
+            if route.dst == vip and route.type in LOCAL_TYPES and route.oif != index:
+                raise ValueError('VIP %s is already local to this host (%s): refusing to take it over as a VIP'
+                                 % (vip, render_route(route, names)))
+
+
+def check_kernel(link, addresses, routes, vips, node_ips, params, names):
+    """The checks that need the dumps, all before the first write."""
+    check_owner(link, params['adopt'])
+    if params['state'] == 'present':
+        index = link.index if link else None
+        check_node_ips(node_ips, addresses, index, params['interface'])
+        check_not_local_elsewhere(vips, addresses, routes, index, names)
 
 
 # --- pure planning ----------------------------------------------------------
@@ -131,12 +181,14 @@ def managed_addresses(addresses, index):
 
 
 def plan_link(link, state, delete_interface):
-    """Link steps: 'create', 'up' (present) or 'delete' (absent), in order."""
-    if state == 'present':
-        if link is None:
-            return ['create', 'up']
-        return [] if link.up else ['up']
-    return ['delete'] if link is not None and delete_interface else []
+    """Link steps, in order: 'create' (with our MARKER), 'mark' (an adopted interface, see
+    check_owner), 'up'; or 'delete'."""
+    if link is None:
+        return ['create', 'up'] if state == 'present' else []
+    if state == 'absent' and delete_interface:
+        return ['delete']
+    steps = ['mark'] if link.alias != MARKER else []
+    return steps + ['up'] if state == 'present' and not link.up else steps
 
 
 def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete_interface=False):
@@ -216,9 +268,11 @@ def render_address(address):
     return '%s/%d' % (address.ip, address.prefixlen)
 
 
-def describe(item, names):
-    """An Address or Route as `ip` writes it."""
-    return render_address(item) if isinstance(item, Address) else render_route(item, names)
+def render_step(step, names):
+    """A step as the `ip` command that would make it."""
+    if isinstance(step.item, Address):
+        return '%s %s dev %s' % (step.action, render_address(step.item), names.get(step.item.index, step.item.index))
+    return '%s %s' % (step.action, render_route(step.item, names))
 
 
 def render_route(route, names):
@@ -263,36 +317,85 @@ def summarize(changes, names):
 
 # --- kernel I/O ---------------------------------------------------------------
 
-def apply_link(ipr, steps, ifname, kind, index):
-    """Returns the interface's index after the steps (None once deleted)."""
+def waves(steps):
+    """The steps in waves: wave n holds the n-th step of each address, in plan order.
+    Steps of one address depend on those before them (ours replaces the kernel's route
+    before the kernel's is deleted); steps of different addresses do not. Sending a wave
+    only after the one before was acked without error stops each address at its first
+    failure, while one wave still goes in as few sends as the whole plan would."""
+    out = []
+    depth = collections.Counter()
+    for step in steps:
+        key = step.item.ip if isinstance(step.item, Address) else step.item.dst
+        if depth[key] == len(out):
+            out.append([])
+        out[depth[key]].append(step)
+        depth[key] += 1
+    return out
+
+
+class ApplyError(Exception):
+    """A write failed; the message names it, applied lists what the run did before."""
+
+
+def apply_link(ipr, steps, ifname, kind, index, applied):
+    """Returns the interface's index after the steps (None once deleted). Each request
+    done is appended to applied as its `ip link` command."""
     for step in steps:
         if step == 'create':
-            ipr.link('add', ifname=ifname, kind=kind)
+            _link(ipr, applied, 'link add %s type %s' % (ifname, kind), 'add', ifname=ifname, kind=kind)
             index = ipr.link_lookup(ifname=ifname)[0]
+        if step in ('create', 'mark'):
+            _link(ipr, applied, 'link set %s alias %s' % (ifname, MARKER), 'set', index=index, ifalias=MARKER)
         elif step == 'up':
-            ipr.link('set', index=index, state='up')
-        else:
-            ipr.link('del', index=index)
+            _link(ipr, applied, 'link set %s up' % ifname, 'set', index=index, state='up')
+        elif step == 'delete':
+            _link(ipr, applied, 'link del %s' % ifname, 'del', index=index)
             index = None
     return index
 
 
-def apply_steps(steps, names):
-    """Send the steps (netlink.send_steps); a refused one becomes a RuntimeError naming it."""
+def _link(ipr, applied, text, command, **args):
     try:
-        netlink.send_steps(steps)
-    except netlink.StepError as exc:
-        raise RuntimeError('%s %s failed: %s' % (exc.step.action, describe(exc.step.item, names), os.strerror(exc.code))) from None
+        ipr.link(command, **args)
+    except netlink.NetlinkError as exc:
+        raise ApplyError('%s failed: %s' % (text, os.strerror(exc.code) if exc.code else exc)) from None
+    applied.append(text)
 
 
-def settle(ipr, index, awaited, names, timeout=SETTLE_TIMEOUT):
+def apply_steps(steps, names, applied):
+    """Send the steps wave by wave (see waves); each step done is appended to applied as
+    its `ip` command. A failure raises ApplyError naming the step and its value."""
+    for wave in waves(steps):
+        try:
+            done = netlink.send_steps(wave)
+        except netlink.StepError as exc:
+            applied.extend(render_step(step, names) for step in exc.applied)
+            if exc.unknown:
+                raise ApplyError('no answer from the kernel within %ds for %s (and %d more requests), their effect is unknown: %s'
+                                 % (netlink.ACK_TIMEOUT, render_step(exc.step, names), len(exc.unknown) - 1,
+                                    os.strerror(exc.code))) from None
+            raise ApplyError('%s failed: %s' % (render_step(exc.step, names), os.strerror(exc.code))) from None
+        applied.extend(render_step(step, names) for step in done)
+
+
+def read(what, function, *args):
+    """A dump; its failure becomes an ApplyError that says what was being read."""
+    try:
+        return function(*args)
+    except (netlink.NetlinkError, OSError) as exc:
+        raise ApplyError('reading %s over netlink failed: %s' % (what, exc)) from None
+
+
+def settle(ipr, index, awaited, names, applied, timeout=SETTLE_TIMEOUT):
     """Delete the kernel's IPv6 local routes of the awaited VIPs as they appear, one route
     dump per pass. Returns the VIPs still awaited when the timeout ran out."""
     awaited = set(awaited)
     deadline = time.monotonic() + timeout
     while awaited:
-        found = [r for r in read_routes(ipr, (IPV6,)) if r.dst in awaited and r == kernel_local_route(r.dst, index)]
-        apply_steps([Step(ROUTE_DEL, r) for r in found], names)
+        found = [r for r in read('the IPv6 routes', read_routes, ipr, (IPV6,))
+                 if r.dst in awaited and r == kernel_local_route(r.dst, index)]
+        apply_steps([Step(ROUTE_DEL, r) for r in found], names, applied)
         awaited -= set(r.dst for r in found)
         if awaited:
             if time.monotonic() >= deadline:
@@ -306,68 +409,75 @@ def settle(ipr, index, awaited, names, timeout=SETTLE_TIMEOUT):
 def _link_line(ifname, link):
     if link is None:
         return 'interface %s absent' % ifname
-    return 'interface %s %s%s' % (ifname, link.kind or 'unknown', ' up' if link.up else ' down')
+    return 'interface %s %s%s%s' % (ifname, link.kind or 'unknown', ' up' if link.up else ' down',
+                                    '' if link.alias == MARKER else ' (not marked as ours)')
 
 
 def run(module):
-    """Validate, then under the host lock: link, one dump, plan, apply. Returns the result."""
+    """Validate, then under the host lock: one dump, kernel checks, link, plan, apply.
+    Returns the result; every failure names its value, and one after a write lists in
+    `applied` what the run did."""
     from ansible.module_utils.basic import missing_required_lib
     if not netlink.HAS_PYROUTE2:
         module.fail_json(msg=missing_required_lib('pyroute2'), exception=netlink.PYROUTE2_IMPORT_ERROR)
-    params = module.params
-    ifname, state = params['interface'], params['state']
     try:
-        vips, node_ips = validate(params)
+        vips, node_ips = validate(module.params)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    ipr = netlink.IPRoute()
+    applied = []
+    try:
+        ipr = netlink.IPRoute()
+    except (netlink.NetlinkError, OSError) as exc:
+        module.fail_json(msg='cannot open a netlink socket: %s' % exc)
     try:
         with host_lock(module):
-            return _reconcile(module, ipr, ifname, state, vips, node_ips)
+            return _reconcile(module, ipr, vips, node_ips, applied)
+    except ApplyError as exc:
+        module.fail_json(msg='%s; the run stopped there. Changes the kernel acknowledged before: %s'
+                         % (exc, '%d, listed in applied' % len(applied) if applied else 'none'), applied=applied)
     finally:
         ipr.close()
 
 
-def _reconcile(module, ipr, ifname, state, vips, node_ips):
+def _reconcile(module, ipr, vips, node_ips, applied):
     params = module.params
-    links = read_links(ipr)
+    ifname, state = params['interface'], params['state']
+    links = read('the links', read_links, ipr)
     link = next((candidate for candidate in links if candidate.name == ifname), None)
     index = link.index if link else None
-    before_addresses, before_routes = read_state(ipr)
-    if state == 'present':
-        try:
-            check_node_ips(node_ips, before_addresses, index, ifname)
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
+    before_addresses, before_routes = read('the addresses and routes', read_state, ipr)
+    names = dict((each.index, each.name) for each in links)
+    try:
+        check_kernel(link, before_addresses, before_routes, vips, node_ips, params, names)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     link_steps = plan_link(link, state, params['delete_interface'])
-    if link_steps and not module.check_mode and state == 'present':
+    addresses, routes = before_addresses, before_routes
+    if link_steps and not module.check_mode and 'delete' not in link_steps:
         try:
-            index = apply_link(ipr, link_steps, ifname, params['link_kind'], index)
-        except netlink.NetlinkError as exc:
-            module.fail_json(msg='cannot create or bring up interface %s (kind %s): %s' % (ifname, params['link_kind'], exc))
-        # Bringing a link up makes the kernel re-add its routes: plan from what it did.
-        addresses, routes = read_state(ipr)
-    else:
-        addresses, routes = before_addresses, before_routes
+            index = apply_link(ipr, link_steps, ifname, params['link_kind'], index, applied)
+        except ApplyError as exc:
+            if 'create' in link_steps:
+                raise ApplyError('cannot create or bring up interface %s (kind %s): %s' % (ifname, params['link_kind'], exc)) from None
+            raise
+        if 'up' in link_steps:
+            # Bringing a link up makes the kernel re-add its routes: plan from what it did.
+            addresses, routes = read('the addresses and routes', read_state, ipr)
     steps, changes = plan_vips(index, addresses, routes, vips, node_ips, params['exclusive'], state,
                                delete_interface='delete' in link_steps)
-    names = dict((each.index, each.name) for each in links)
     names[index] = ifname
     if not module.check_mode:
         awaited = awaited_routes(vips, changes[IPV6]['added'], routes, index, 'up' in link_steps) if state == 'present' else ()
-        try:
-            apply_steps(steps, names)
-            if 'delete' in link_steps:
-                apply_link(ipr, link_steps, ifname, params['link_kind'], index)
-            late = settle(ipr, index, awaited, names)
-        except (RuntimeError, netlink.NetlinkError, OSError) as exc:
-            module.fail_json(msg='netlink: %s' % exc)
+        apply_steps(steps, names, applied)
+        if 'delete' in link_steps:
+            apply_link(ipr, link_steps, ifname, params['link_kind'], index, applied)
+        late = settle(ipr, index, awaited, names, applied)
         if late:
             module.warn('the kernel had not added its local routes for %s within %ss; the next run removes them'
                         % (', '.join(sorted(str(v) for v in late)), SETTLE_TIMEOUT))
     result = dict(summarize(changes, names))
-    result['interface'] = {'name': ifname, 'created': 'create' in link_steps, 'set_up': 'up' in link_steps,
-                           'deleted': 'delete' in link_steps}
+    result['interface'] = {'name': ifname, 'created': 'create' in link_steps, 'adopted': 'mark' in link_steps,
+                           'set_up': 'up' in link_steps, 'deleted': 'delete' in link_steps}
     result['changed'] = bool(link_steps or steps)
     if module._diff:
         result['diff'] = _diff(ifname, params['link_kind'], link, link_steps, index, before_addresses, before_routes, changes, names)
@@ -386,7 +496,7 @@ def _diff(ifname, kind, link, link_steps, index, addresses, routes, changes, nam
     if 'delete' in link_steps:
         after_link = None
     elif link_steps:
-        after_link = Link(index, ifname, link.kind if link else kind, True)
+        after_link = Link(index, ifname, link.kind if link else kind, link.up if link and 'up' not in link_steps else True, MARKER)
     else:
         after_link = link
     return {'before': render_state(_link_line(ifname, link), before_addresses, before_routes, names),

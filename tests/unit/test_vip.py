@@ -15,7 +15,7 @@ from ansible_collections.clusternet.node.plugins.module_utils.netlink import (
     Route,
     Step,
 )
-from ansible_collections.clusternet.node.plugins.module_utils.vip import plan_link, plan_vips, render_route
+from ansible_collections.clusternet.node.plugins.module_utils.vip import MARKER, plan_link, plan_vips, render_route, render_step, waves
 
 IF = 7
 OTHER = 2
@@ -94,10 +94,108 @@ def test_node_ip_must_be_local_outside_the_vip_interface():
         engine.check_node_ips(NODE, [NODE_ADDRS[0], Address(IPV6, N6, 128, IF)], IF, 'kube-dummy-if')
 
 
+@pytest.mark.parametrize('value, reason', [
+    ('::1', 'loopback'), ('127.0.0.1', 'loopback'), ('127.9.9.9/32', 'loopback'),
+    ('0.0.0.0', 'unspecified'), ('::', 'unspecified'),
+    ('224.0.0.1', 'multicast'), ('ff02::1', 'multicast'),
+    ('255.255.255.255', '240.0.0.0/4'), ('240.0.0.1', '240.0.0.0/4'),
+    ('169.254.1.1', 'link-local'), ('fe80::1', 'link-local'),
+    ('fd00::9%eth0', 'zone id'), ('::ffff:10.96.0.1', 'IPv4-mapped'),
+])
+def test_special_purpose_addresses_are_refused_as_vips_and_node_ips(value, reason):
+    for kw, what in ((dict(addresses=[value]), 'VIP address'), (dict(node_ips=[value]), 'node IP')):
+        with pytest.raises(ValueError) as exc:
+            engine.validate(params(**kw))
+        assert "invalid %s %r" % (what, value) in str(exc.value) and reason in str(exc.value)
+    with pytest.raises(ValueError, match='invalid VIP address'):
+        engine.validate(params(addresses=[value], node_ips=[], state='absent'))
+
+
+@pytest.mark.parametrize('name', ['.', '..', 'a:b', 'eth0:1', '\u00fc' * 8, 'x' * 16, '', 'a/b', 'a\tb'])
+def test_interface_names_the_kernel_refuses_are_refused(name):
+    with pytest.raises(ValueError) as exc:
+        engine.validate(params(interface=name))
+    assert 'invalid interface name %r' % name in str(exc.value)
+
+
+def test_interface_names_the_kernel_takes_pass():
+    for name in ('eth0.100', 'x' * 15, '\u00fc' * 7, 'a.b-c_d'):
+        engine.validate(params(interface=name))
+
+
+# --- kernel checks ------------------------------------------------------------
+
+def test_only_our_interface_or_an_adopted_one_is_managed():
+    engine.check_owner(None, False)
+    engine.check_owner(Link(IF, 'kube-dummy-if', 'dummy', True, MARKER), False)
+    legacy = Link(IF, 'kube-dummy-if', 'dummy', True)
+    with pytest.raises(ValueError, match="interface kube-dummy-if was not created by this collection "
+                                         r"\(its alias is unset, not 'clusternet.node'\): set adopt: true"):
+        engine.check_owner(legacy, False)
+    with pytest.raises(ValueError, match="interface eth1 was not created by this collection \\(its alias is 'uplink'"):
+        engine.check_owner(Link(OTHER, 'eth1', None, True, 'uplink'), False)
+    engine.check_owner(legacy, True)
+
+
+def test_loopback_is_never_managed():
+    for alias, adopt in ((None, True), (MARKER, False), (MARKER, True)):
+        with pytest.raises(ValueError, match='interface lo is the loopback interface: the vip module never manages it'):
+            engine.check_owner(Link(1, 'lo', None, True, alias, True), adopt)
+
+
+def test_plan_link_marks_an_adopted_interface():
+    adopted = Link(IF, 'x', 'ifb', True, 'something')
+    assert plan_link(adopted, 'present', False) == ['mark']
+    assert plan_link(adopted._replace(up=False), 'present', False) == ['mark', 'up']
+    assert plan_link(adopted, 'absent', False) == ['mark']
+    assert plan_link(adopted, 'absent', True) == ['delete']
+
+
+LO = 1
+BCAST = ipaddress.ip_address('192.168.1.255')
+
+
+@pytest.mark.parametrize('vip, addresses, routes, message', [
+    (V4, [Address(IPV4, V4, 24, OTHER)], [], 'VIP 10.96.0.1 is already an address of eth0 on this host'),
+    (V6, [Address(IPV6, V6, 64, OTHER), Address(IPV6, V6, 128, 9)], [], 'VIP fd00:10:96::1 is already an address of 9, eth0 on this host'),
+    (BCAST, [], [Route(IPV4, 255, 3, 2, 253, BCAST, 32, OTHER, N4, 0)],
+     'VIP 192.168.1.255 is already local to this host (broadcast 192.168.1.255 dev eth0 table local proto kernel scope link src 192.168.1.10)'),
+    (V6, [], [Route(IPV6, 255, 4, 2, 0, V6, 128, OTHER, None, 0)],
+     'VIP fd00:10:96::1 is already local to this host (anycast fd00:10:96::1 dev eth0 table local proto kernel metric 0)'),
+    (V4, [], [Route(IPV4, 255, 2, 4, 254, V4, 32, LO, None, 0)], 'VIP 10.96.0.1 is already local to this host (local 10.96.0.1 dev lo'),
+])
+def test_vip_already_local_on_another_interface_is_refused(vip, addresses, routes, message):
+    names = dict(NAMES)
+    names[LO] = 'lo'
+    with pytest.raises(ValueError) as exc:
+        engine.check_not_local_elsewhere([V4B, vip], NODE_ADDRS + addresses, routes, IF, names)
+    assert message in str(exc.value)
+
+
+def test_vip_local_only_on_its_own_interface_passes():
+    addresses = NODE_ADDRS + [Address(IPV4, V4, 32, IF), Address(IPV6, V6, 128, IF)]
+    routes = [ours(V4), kernel6_local(V6), kernel6_main(V6), Route(IPV4, 254, 1, 4, 0, V4, 32, OTHER, None, 0)]
+    engine.check_not_local_elsewhere([V4, V6], addresses, routes, IF, NAMES)
+    # No interface yet (check mode): every holder is another interface.
+    with pytest.raises(ValueError, match='VIP 10.96.0.1 is already an address of kube-dummy-if'):
+        engine.check_not_local_elsewhere([V4], addresses, routes, None, NAMES)
+
+
+def test_check_kernel_applies_the_vip_and_node_ip_rules_only_when_present():
+    foreign = NODE_ADDRS + [Address(IPV4, V4, 32, OTHER)]
+    link = Link(IF, 'kube-dummy-if', 'ifb', True, MARKER)
+    args = dict(interface='kube-dummy-if', adopt=False)
+    with pytest.raises(ValueError, match='VIP 10.96.0.1 is already an address of eth0'):
+        engine.check_kernel(link, foreign, [], [V4], NODE, dict(args, state='present'), NAMES)
+    engine.check_kernel(link, foreign, [], [V4], {}, dict(args, state='absent'), NAMES)
+    with pytest.raises(ValueError, match='not created by this collection'):
+        engine.check_kernel(link._replace(alias=None), NODE_ADDRS, [], [], {}, dict(args, state='absent'), NAMES)
+
+
 # --- link ---------------------------------------------------------------------
 
 def test_plan_link():
-    up, down = Link(IF, 'x', 'dummy', True), Link(IF, 'x', 'dummy', False)
+    up, down = Link(IF, 'x', 'dummy', True, MARKER), Link(IF, 'x', 'dummy', False, MARKER)
     assert plan_link(None, 'present', False) == ['create', 'up']
     assert plan_link(down, 'present', False) == ['up']
     assert plan_link(up, 'present', False) == []
@@ -214,6 +312,24 @@ def test_awaited_kernel_routes():
 def test_missing_interface_plans_from_nothing():
     steps = plan_vips(None, NODE_ADDRS, [], [V4], NODE, True, 'present')[0]
     assert steps == [Step(ADDR_ADD, Address(IPV4, V4, 32, None)), Step(ROUTE_REPLACE, engine.vip_route(V4, None, N4))]
+
+
+# --- applying -----------------------------------------------------------------
+
+def test_waves_send_each_addresss_steps_in_order_and_different_addresses_together():
+    steps = plan([Address(IPV6, V6, 128, IF), Address(IPV4, V4B, 32, IF)], [kernel6_main(V6), kernel6_local(V6), ours(V4B)], [V4, V6])[0]
+    assert waves(steps) == [
+        [Step(ROUTE_DEL, ours(V4B)), Step(ADDR_ADD, Address(IPV4, V4, 32, IF)), Step(ROUTE_REPLACE, ours(V6))],
+        [Step(ADDR_DEL, Address(IPV4, V4B, 32, IF)), Step(ROUTE_REPLACE, ours(V4)), Step(ROUTE_DEL, kernel6_main(V6))],
+        [Step(ROUTE_DEL, kernel6_local(V6))],
+    ]
+    assert sorted(s for w in waves(steps) for s in w) == sorted(steps)
+    assert waves([]) == []
+
+
+def test_render_step_as_ip_commands():
+    assert render_step(Step(ADDR_ADD, Address(IPV6, V6, 128, IF)), NAMES) == 'address add fd00:10:96::1/128 dev kube-dummy-if'
+    assert render_step(Step(ROUTE_DEL, kernel6_main(V6)), NAMES) == 'route del fd00:10:96::1 dev kube-dummy-if proto kernel metric 256'
 
 
 # --- rendering ----------------------------------------------------------------
