@@ -21,7 +21,8 @@ import traceback
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, FULL_PREFIX, IPV4, IPV6, parse_address
 
 try:
-    from pyroute2 import IPRoute, NetlinkError  # noqa: F401 (the engine opens IPRoute and catches NetlinkError from here)
+    # The engine opens IPRoute and catches NetlinkError from here.
+    from pyroute2 import IPRoute, NetlinkError  # noqa: F401  pylint: disable=unused-import
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
     HAS_PYROUTE2 = True
@@ -47,6 +48,12 @@ IFA_F_NODAD = 0x02
 IFA_F_NOPREFIXROUTE = 0x200
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
+SOL_NETLINK = 270
+# Acks without the request echoed, and with the kernel's own error text (NLMSGERR_ATTR_MSG).
+NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
+NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200
+NLMSGERR_ATTR_MSG = 1
+NLA_HEADER = struct.Struct('=HH')
 RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE = 20, 21, 24, 25
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x200, 0x400
 # Requests per send: their acks must fit the socket's default receive buffer.
@@ -69,13 +76,13 @@ TOLERATED = {ADDR_ADD: errno.EEXIST, ADDR_DEL: errno.EADDRNOTAVAIL, ROUTE_DEL: e
 
 
 class StepError(Exception):
-    """A step failed: step is the Step, code its errno. applied: the steps sent before and
-    with it that the kernel acknowledged as done, in order; unknown: the steps it never
-    answered for (code is then the socket's error), else empty."""
+    """A step failed: step is the Step, code its errno, text the kernel's own words or None.
+    applied: the steps sent before and with it that the kernel acknowledged as done, in
+    order; unknown: the steps it never answered for (code is then the socket's error)."""
 
-    def __init__(self, step, code, applied, unknown=()):
+    def __init__(self, step, code, applied, unknown=(), text=None):
         super(StepError, self).__init__(step, code)
-        self.step, self.code, self.applied, self.unknown = step, code, list(applied), list(unknown)
+        self.step, self.code, self.applied, self.unknown, self.text = step, code, list(applied), list(unknown), text
 
 
 # --- dumps -> tuples ----------------------------------------------------------
@@ -164,15 +171,33 @@ def encode_step(step, seq):
     return bytes(msg.data)
 
 
-def parse_acks(data):
-    """(sequence number, errno) of each ack in a receive buffer; errno 0 is success."""
+def parse_acks(data, texts=None):
+    """(sequence number, errno) of each ack in a receive buffer; errno 0 is success.
+    texts: a dict to fill with the kernel's error text of each failed request that has one
+    (an extended ack of a request not echoed back, see NETLINK_CAP_ACK)."""
     acks, offset = [], 0
     while offset + NLMSG_ERROR_HEADER.size <= len(data):
-        length, msg_type, _flags, seq, _pid, error = NLMSG_ERROR_HEADER.unpack_from(data, offset)
+        length, msg_type, flags, seq, _pid, error = NLMSG_ERROR_HEADER.unpack_from(data, offset)
         if msg_type == NLMSG_ERROR:
             acks.append((seq, -error))
+            if error and texts is not None and flags & NLM_F_CAPPED and flags & NLM_F_ACK_TLVS:
+                text = _ack_text(data[offset + NLMSG_ERROR_HEADER.size + 16:offset + length])
+                if text:
+                    texts[seq] = text
         offset += ((length + 3) & ~3) or len(data)
     return acks
+
+
+def _ack_text(tlvs):
+    offset = 0
+    while offset + NLA_HEADER.size <= len(tlvs):
+        size, kind = NLA_HEADER.unpack_from(tlvs, offset)
+        if size < NLA_HEADER.size:
+            break
+        if kind == NLMSGERR_ATTR_MSG:
+            return tlvs[offset + NLA_HEADER.size:offset + size].split(b'\0', 1)[0].decode('utf-8', 'replace')
+        offset += (size + 3) & ~3
+    return None
 
 
 def send_steps(steps):
@@ -187,14 +212,19 @@ def send_steps(steps):
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     sock.settimeout(ACK_TIMEOUT)
     try:
+        for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
+            try:
+                sock.setsockopt(SOL_NETLINK, option, 1)
+            except OSError:  # kernels before 4.3 and 4.12: acks without the text
+                pass
         sock.bind((0, 0))
         for start in range(0, len(steps), CHUNK):
             chunk = steps[start:start + CHUNK]
-            codes = {}
+            codes, texts = {}, {}
             try:
                 sock.send(b''.join(encode_step(step, start + i + 1) for i, step in enumerate(chunk)))
                 while len(codes) < len(chunk):
-                    codes.update(parse_acks(sock.recv(65536)))
+                    codes.update(parse_acks(sock.recv(65536), texts))
             except OSError as exc:  # socket.timeout included
                 unknown = [step for i, step in enumerate(chunk) if start + i + 1 not in codes]
                 applied += [step for i, step in enumerate(chunk) if codes.get(start + i + 1) == 0]
@@ -205,9 +235,9 @@ def send_steps(steps):
                 if not code:
                     applied.append(step)
                 elif TOLERATED.get(step.action) != code and failed is None:
-                    failed = (step, code)
+                    failed = (step, code, texts.get(start + i + 1))
             if failed:
-                raise StepError(failed[0], failed[1], applied)
+                raise StepError(failed[0], failed[1], applied, text=failed[2])
         return applied
     finally:
         sock.close()

@@ -375,7 +375,8 @@ def apply_steps(steps, names, applied):
                 raise ApplyError('no answer from the kernel within %ds for %s (and %d more requests), their effect is unknown: %s'
                                  % (netlink.ACK_TIMEOUT, render_step(exc.step, names), len(exc.unknown) - 1,
                                     os.strerror(exc.code))) from None
-            raise ApplyError('%s failed: %s' % (render_step(exc.step, names), os.strerror(exc.code))) from None
+            raise ApplyError('%s failed: %s%s' % (render_step(exc.step, names), os.strerror(exc.code),
+                                                  ' (%s)' % exc.text if exc.text else '')) from None
         applied.extend(render_step(step, names) for step in done)
 
 

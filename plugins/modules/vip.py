@@ -32,7 +32,7 @@ description:
     broadcast address) is refused too, since its route would take the place of the host's own.
   - The module manages only an interface it created (it sets the interface's alias to C(clusternet.node)) or one it
     is told to adopt (O(adopt)); it never manages the loopback interface. Any refusal happens before the first write.
-  - When a write fails, the module stops: the steps of an address are sent only after every earlier step of that
+  - When a write fails, the module stops there. The steps of an address are sent only after every earlier step of that
     address was acknowledged without error, and no further batch is sent. The failure message names the failed step
     and its value, and RV(applied) lists every change the kernel acknowledged before the run stopped.
 version_added: 0.1.0
@@ -54,7 +54,7 @@ options:
         C(clusternet.node). Without it such an interface is refused before any change.
       - Adopting sets the alias to C(clusternet.node), so later runs manage the interface without O(adopt), as if
         the module had created it; O(exclusive) then removes its other addresses and O(delete_interface) deletes it.
-      - A C(kube-dummy-if) made by a release of this collection before the alias was introduced has no alias: run
+      - A C(kube-dummy-if) made by a release of this collection before the alias was introduced has no alias; run
         once with O(adopt=true) to take it over.
       - The loopback interface is refused even with O(adopt=true).
     type: bool

@@ -181,7 +181,8 @@ def test_a_failed_write_stops_there_and_reports_exactly_what_was_applied(node):
     vip(node, addresses=[])
     node.run('sysctl -qw net.ipv6.conf.%s.disable_ipv6=1' % IF)
     result = vip(node, addresses=[VIP6, VIP4, '10.96.0.2'], expect_failure=True)
-    assert 'address add %s/128 dev %s failed: Permission denied' % (VIP6, IF) in result['msg'], result['msg']
+    assert ('address add %s/128 dev %s failed: Permission denied (ipv6: IPv6 is disabled on this device)' % (VIP6, IF)
+            in result['msg']), result['msg']
     assert 'acknowledged before: 2, listed in applied' in result['msg']
     assert result['applied'] == ['address add %s/32 dev %s' % (VIP4, IF), 'address add 10.96.0.2/32 dev %s' % IF]
     # The kernel holds exactly what was reported: both addresses, with the kernel's own routes only.

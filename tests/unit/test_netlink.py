@@ -2,6 +2,7 @@
 
 import ipaddress
 import socket
+import struct
 
 import pytest
 from ansible_collections.clusternet.node.plugins.module_utils import netlink
@@ -79,3 +80,24 @@ def test_messages_to_tuples():
     addr.update(family=socket.AF_INET, prefixlen=32, index=IF)
     addr['attrs'] = [('IFA_ADDRESS', '10.96.0.1'), ('IFA_LOCAL', '10.96.0.1')]
     assert netlink.address_from_msg(addr) == Address(IPV4, V4, 32, IF)
+
+
+def test_parse_acks_keeps_the_kernels_error_text():
+    text = b'ipv6: IPv6 is disabled on this device\0'
+    tlv = struct.pack('=HH', 4 + len(text), 1) + text + bytes(-len(text) % 4)
+    capped = netlink.NLMSG_ERROR_HEADER.pack(36 + len(tlv), 2, 0x300, 9, 0, -13) + bytes(16) + tlv
+    uncapped = netlink.NLMSG_ERROR_HEADER.pack(36, 2, 0x200, 10, 0, -13) + bytes(16)
+    texts = {}
+    assert netlink.parse_acks(capped + uncapped, texts) == [(9, 13), (10, 13)]
+    assert texts == {9: 'ipv6: IPv6 is disabled on this device'}
+
+
+def test_link_from_msg_reads_alias_and_loopback():
+    ifinfmsg = pytest.importorskip('pyroute2.netlink.rtnl.ifinfmsg').ifinfmsg
+    msg = ifinfmsg()
+    msg.update(index=1, flags=0x9)
+    msg['attrs'] = [('IFLA_IFNAME', 'lo')]
+    assert netlink.link_from_msg(msg) == netlink.Link(1, 'lo', None, True, None, True)
+    msg.update(index=7, flags=0x1002)
+    msg['attrs'] = [('IFLA_IFNAME', 'kube-dummy-if'), ('IFLA_IFALIAS', 'clusternet.node')]
+    assert netlink.link_from_msg(msg) == netlink.Link(7, 'kube-dummy-if', None, False, 'clusternet.node', False)

@@ -355,7 +355,7 @@ def test_summarize_and_diff_text():
     }
     assert out[IPV4] == {'added': [], 'removed': [], 'routes_added': [], 'routes_removed': []}
     text = engine.render_state('interface kube-dummy-if dummy up', [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)],
-                                [ours(V4), kernel6_local(V6), kernel6_main(V6)], NAMES)
+                               [ours(V4), kernel6_local(V6), kernel6_main(V6)], NAMES)
     assert text == ('interface kube-dummy-if dummy up\n'
                     'address 10.96.0.1/32\n'
                     '  route local 10.96.0.1 dev kube-dummy-if table local proto kernel scope host src 192.168.1.10\n'
