@@ -124,15 +124,21 @@ def check_not_local_elsewhere(vips, addresses, routes, index, names):
     or a local, broadcast or anycast route, such as a subnet's broadcast address): the
     VIP's route would take that route's place, and removing the VIP later would leave the
     host without it."""
+    wanted = set(vips)  # one pass over each dump: thousands of VIPs meet thousands of routes
+    holders, claims = collections.defaultdict(set), {}
+    for address in addresses:
+        if address.ip in wanted and address.index != index:
+            holders[address.ip].add(names.get(address.index, str(address.index)))
+    for route in routes:
+        if route.dst in wanted and route.type in LOCAL_TYPES and route.oif != index:
+            claims.setdefault(route.dst, route)
     for vip in vips:
-        holders = sorted(set(names.get(a.index, str(a.index)) for a in addresses if a.ip == vip and a.index != index))
-        if holders:
+        if vip in holders:
             raise ValueError('VIP %s is already an address of %s on this host: refusing to take it over as a VIP'
-                             % (vip, ', '.join(holders)))
-        for route in routes:
-            if route.dst == vip and route.type in LOCAL_TYPES and route.oif != index:
-                raise ValueError('VIP %s is already local to this host (%s): refusing to take it over as a VIP'
-                                 % (vip, render_route(route, names)))
+                             % (vip, ', '.join(sorted(holders[vip]))))
+        if vip in claims:
+            raise ValueError('VIP %s is already local to this host (%s): refusing to take it over as a VIP'
+                             % (vip, render_route(claims[vip], names)))
 
 
 def check_kernel(link, addresses, routes, vips, node_ips, params, names):
