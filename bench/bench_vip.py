@@ -55,7 +55,8 @@ def main(ns):
            ' && ip link set eth0p up && ip addr add %s/24 dev eth0 && ip addr add %s/64 dev eth0' % (NODE4, NODE6))
 
     def fresh(netns):
-        netns.run('ip link del %s 2>/dev/null; ip link add %s type %s && ip link set %s up' % (IF, IF, kind, IF))
+        # Ours and empty: the alias is the collection's marker (module_utils/vip.py MARKER).
+        netns.run('ip link del %s 2>/dev/null; ip link add %s type %s && ip link set %s alias clusternet.node up' % (IF, IF, kind, IF))
 
     vip_args = {'interface': IF, 'link_kind': kind, 'addresses': VIPS4 + VIPS6, 'node_ips': [NODE4, NODE6]}
     module_play = play([{'clusternet.node.vip': vip_args}])

@@ -26,6 +26,15 @@ description:
     waits for these routes (at most 5 seconds) and deletes them as they appear.
   - Runs of this collection's modules on one host are serialized by a host lock.
   - All input is validated before the kernel is touched; a node IP must be a local address of another interface.
+  - VIPs and node IPs must be unicast host addresses; loopback, unspecified, multicast, broadcast and link-local
+    addresses, zone ids (C(fd00::9%eth0)) and IPv4-mapped IPv6 addresses are refused. A VIP that is already local to
+    the host on another interface (one of its addresses, or a local, broadcast or anycast route such as a subnet's
+    broadcast address) is refused too, since its route would take the place of the host's own.
+  - The module manages only an interface it created (it sets the interface's alias to C(clusternet.node)) or one it
+    is told to adopt (O(adopt)); it never manages the loopback interface. Any refusal happens before the first write.
+  - When a write fails, the module stops there. The steps of an address are sent only after every earlier step of that
+    address was acknowledged without error, and no further batch is sent. The failure message names the failed step
+    and its value, and RV(applied) lists every change the kernel acknowledged before the run stopped.
 version_added: 0.1.0
 author: clusternet maintainers (@clusternet)
 requirements:
@@ -35,9 +44,21 @@ extends_documentation_fragment:
 options:
   interface:
     description:
-      - The interface that holds the VIPs. It is created with O(link_kind) when missing and brought up.
+      - The interface that holds the VIPs. It is created with O(link_kind) when missing, marked as this collection's
+        with the alias C(clusternet.node), and brought up. An existing interface without that alias needs O(adopt).
     type: str
     default: kube-dummy-if
+  adopt:
+    description:
+      - Manage an existing O(interface) that this collection did not create, that is, one whose alias is not
+        C(clusternet.node). Without it such an interface is refused before any change.
+      - Adopting sets the alias to C(clusternet.node), so later runs manage the interface without O(adopt), as if
+        the module had created it; O(exclusive) then removes its other addresses and O(delete_interface) deletes it.
+      - A C(kube-dummy-if) made by a release of this collection before the alias was introduced has no alias; run
+        once with O(adopt=true) to take it over.
+      - The loopback interface is refused even with O(adopt=true).
+    type: bool
+    default: false
   link_kind:
     description:
       - The link kind used when the interface must be created. Any kind the kernel has, for example C(ifb)
@@ -74,7 +95,8 @@ options:
     default: present
   delete_interface:
     description:
-      - With O(state=absent), delete the interface itself, and with it all its addresses and routes.
+      - With O(state=absent), delete the interface itself, and with it all its addresses and routes. Only an interface
+        this collection created or adopted is deleted; any other is refused (see O(adopt)).
     type: bool
     default: false
 notes:
@@ -109,6 +131,12 @@ EXAMPLES = r'''
     exclusive: false
     addresses: [10.96.0.53, fd00:10:96::35]
 
+- name: Take over a kube-dummy-if that an earlier release of this collection created (it has no alias yet)
+  clusternet.node.vip:
+    adopt: true
+    addresses: [10.96.0.10]
+    node_ips: [192.168.1.10]
+
 - name: Remove every VIP and the interface
   clusternet.node.vip:
     state: absent
@@ -131,6 +159,9 @@ interface:
       sample: kube-dummy-if
     created:
       description: Whether it was created.
+      type: bool
+    adopted:
+      description: Whether an existing interface was adopted (given the alias C(clusternet.node)), see O(adopt).
       type: bool
     set_up:
       description: Whether it was brought up.
@@ -168,6 +199,15 @@ ipv6:
   returned: success
   type: dict
   contains: *family_result
+applied:
+  description:
+    - When the run fails after it began to write, every change the kernel acknowledged, in order, as the C(ip) command
+      that makes it. Empty when the failure came before any change.
+  returned: failure after the kernel checks passed
+  type: list
+  elements: str
+  sample: [link add kube-dummy-if type dummy, link set kube-dummy-if alias clusternet.node, link set kube-dummy-if up,
+           address add 10.96.0.10/32 dev kube-dummy-if]
 diff:
   description: The interface, its addresses and each address's routes, before and after.
   returned: diff mode
@@ -182,13 +222,14 @@ diff:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clusternet.node.plugins.module_utils import netlink
+from ansible_collections.clusternet.node.plugins.module_utils import vip
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             interface=dict(type='str', default='kube-dummy-if'),
+            adopt=dict(type='bool', default=False),
             link_kind=dict(type='str', default='dummy'),
             addresses=dict(type='list', elements='str', default=[]),
             node_ips=dict(type='list', elements='str', default=[]),
@@ -198,7 +239,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    module.exit_json(**netlink.run(module))
+    module.exit_json(**vip.run(module))
 
 
 if __name__ == '__main__':

@@ -104,7 +104,7 @@ def kernel_snapshot(ns):
 def test_present_creates_interface_vips_and_routes_then_is_idempotent(node, python):
     result = vip(node, python=python)
     assert result['changed'] is True
-    assert result['interface'] == {'name': IF, 'created': True, 'set_up': True, 'deleted': False}
+    assert result['interface'] == {'name': IF, 'created': True, 'adopted': False, 'set_up': True, 'deleted': False}
     assert result['ipv4']['added'] == sorted(VIPS4)
     assert result['ipv6']['added'] == sorted(VIPS6)
     assert link(node)['linkinfo']['info_kind'] == KIND
@@ -196,7 +196,7 @@ def test_node_reaches_its_vips_from_its_node_ip(node, python):
     # Control: with only the kernel's routes the node talks to a VIP from the VIP itself.
     node.run('ip link add %s type %s && ip link set %s up && ip addr add %s/128 dev %s' % (IF, KIND, IF, VIPS6[0], IF))
     assert peer_seen(node, VIPS6[0]) == VIPS6[0]
-    vip(node, python=python)
+    vip(node, python=python, adopt=True)  # made by hand above, so not marked as ours
     for address in VIPS:
         assert peer_seen(node, address) == (NODE6 if ':' in address else NODE4), address
 
@@ -244,7 +244,7 @@ def test_absent_with_delete_interface_reports_what_went(node):
 
 def test_vip_with_a_wider_prefix_becomes_a_host_address(node):
     node.run('ip link add {i} type {k} && ip link set {i} up && ip addr add 10.96.0.1/24 dev {i}'.format(i=IF, k=KIND))
-    vip(node, addresses=['10.96.0.1'])
+    vip(node, addresses=['10.96.0.1'], adopt=True)
     assert_vips(node, vips=['10.96.0.1'])
 
 

@@ -1,25 +1,21 @@
-"""Pure parts of the VIP engine: validation, planning, rendering, message parsing."""
+"""Pure parts of the VIP engine: validation, planning, rendering."""
 
 import ipaddress
-import socket
 
 import pytest
-from ansible_collections.clusternet.node.plugins.module_utils import netlink
+from ansible_collections.clusternet.node.plugins.module_utils import vip as engine
+from ansible_collections.clusternet.node.plugins.module_utils.families import IPV4, IPV6
 from ansible_collections.clusternet.node.plugins.module_utils.netlink import (
     ADDR_ADD,
     ADDR_DEL,
-    IPV4,
-    IPV6,
     ROUTE_DEL,
     ROUTE_REPLACE,
     Address,
     Link,
     Route,
     Step,
-    plan_link,
-    plan_vips,
-    render_route,
 )
+from ansible_collections.clusternet.node.plugins.module_utils.vip import MARKER, plan_link, plan_vips, render_route, render_step, waves
 
 IF = 7
 OTHER = 2
@@ -42,7 +38,7 @@ def params(**kw):
 
 
 def ours(vip):
-    return netlink.vip_route(vip, IF, NODE[netlink.family_of_version(vip.version)])
+    return engine.vip_route(vip, IF, NODE[engine.family_of_version(vip.version)])
 
 
 def kernel4(vip):
@@ -64,7 +60,7 @@ def plan(addresses, routes, vips, exclusive=True, state='present', delete_interf
 # --- validation ---------------------------------------------------------------
 
 def test_validate_accepts_bare_and_host_prefixes_and_drops_duplicates():
-    vips, node_ips = netlink.validate(params(addresses=['10.96.0.1', '10.96.0.1/32', 'fd00:10:96::1/128', 'FD00:10:96::1']))
+    vips, node_ips = engine.validate(params(addresses=['10.96.0.1', '10.96.0.1/32', 'fd00:10:96::1/128', 'FD00:10:96::1']))
     assert vips == [V4, V6]
     assert node_ips == NODE
 
@@ -81,27 +77,125 @@ def test_validate_accepts_bare_and_host_prefixes_and_drops_duplicates():
 ])
 def test_validate_names_the_offending_value(kw, message):
     with pytest.raises(ValueError) as exc:
-        netlink.validate(params(**kw))
+        engine.validate(params(**kw))
     assert message in str(exc.value)
 
 
 def test_validate_absent_needs_no_node_ips():
-    vips, node_ips = netlink.validate(params(addresses=['fd00::1'], node_ips=[], state='absent'))
+    vips, node_ips = engine.validate(params(addresses=['fd00::1'], node_ips=[], state='absent'))
     assert vips == [ipaddress.ip_address('fd00::1')] and node_ips == {}
 
 
 def test_node_ip_must_be_local_outside_the_vip_interface():
-    netlink.check_node_ips(NODE, NODE_ADDRS, IF, 'kube-dummy-if')
+    engine.check_node_ips(NODE, NODE_ADDRS, IF, 'kube-dummy-if')
     with pytest.raises(ValueError, match='node IP 192.168.1.10 is not a local address of this host'):
-        netlink.check_node_ips(NODE, NODE_ADDRS[1:], IF, 'kube-dummy-if')
+        engine.check_node_ips(NODE, NODE_ADDRS[1:], IF, 'kube-dummy-if')
     with pytest.raises(ValueError, match=r'node IP 2001:db8:1::10 is not a local address of this host \(outside kube-dummy-if\)'):
-        netlink.check_node_ips(NODE, [NODE_ADDRS[0], Address(IPV6, N6, 128, IF)], IF, 'kube-dummy-if')
+        engine.check_node_ips(NODE, [NODE_ADDRS[0], Address(IPV6, N6, 128, IF)], IF, 'kube-dummy-if')
+
+
+@pytest.mark.parametrize('value, reason', [
+    ('::1', 'loopback'), ('127.0.0.1', 'loopback'), ('127.9.9.9/32', 'loopback'),
+    ('0.0.0.0', 'unspecified'), ('::', 'unspecified'),
+    ('224.0.0.1', 'multicast'), ('ff02::1', 'multicast'),
+    ('255.255.255.255', '240.0.0.0/4'), ('240.0.0.1', '240.0.0.0/4'),
+    ('169.254.1.1', 'link-local'), ('fe80::1', 'link-local'),
+    ('fd00::9%eth0', 'zone id'), ('::ffff:10.96.0.1', 'IPv4-mapped'),
+])
+def test_special_purpose_addresses_are_refused_as_vips_and_node_ips(value, reason):
+    for kw, what in ((dict(addresses=[value]), 'VIP address'), (dict(node_ips=[value]), 'node IP')):
+        with pytest.raises(ValueError) as exc:
+            engine.validate(params(**kw))
+        assert "invalid %s %r" % (what, value) in str(exc.value) and reason in str(exc.value)
+    with pytest.raises(ValueError, match='invalid VIP address'):
+        engine.validate(params(addresses=[value], node_ips=[], state='absent'))
+
+
+@pytest.mark.parametrize('name', ['.', '..', 'a:b', 'eth0:1', '\u00fc' * 8, 'x' * 16, '', 'a/b', 'a\tb'])
+def test_interface_names_the_kernel_refuses_are_refused(name):
+    with pytest.raises(ValueError) as exc:
+        engine.validate(params(interface=name))
+    assert 'invalid interface name %r' % name in str(exc.value)
+
+
+def test_interface_names_the_kernel_takes_pass():
+    for name in ('eth0.100', 'x' * 15, '\u00fc' * 7, 'a.b-c_d'):
+        engine.validate(params(interface=name))
+
+
+# --- kernel checks ------------------------------------------------------------
+
+def test_only_our_interface_or_an_adopted_one_is_managed():
+    engine.check_owner(None, False)
+    engine.check_owner(Link(IF, 'kube-dummy-if', 'dummy', True, MARKER), False)
+    legacy = Link(IF, 'kube-dummy-if', 'dummy', True)
+    with pytest.raises(ValueError, match="interface kube-dummy-if was not created by this collection "
+                                         r"\(its alias is unset, not 'clusternet.node'\): set adopt: true"):
+        engine.check_owner(legacy, False)
+    with pytest.raises(ValueError, match="interface eth1 was not created by this collection \\(its alias is 'uplink'"):
+        engine.check_owner(Link(OTHER, 'eth1', None, True, 'uplink'), False)
+    engine.check_owner(legacy, True)
+
+
+def test_loopback_is_never_managed():
+    for alias, adopt in ((None, True), (MARKER, False), (MARKER, True)):
+        with pytest.raises(ValueError, match='interface lo is the loopback interface: the vip module never manages it'):
+            engine.check_owner(Link(1, 'lo', None, True, alias, True), adopt)
+
+
+def test_plan_link_marks_an_adopted_interface():
+    adopted = Link(IF, 'x', 'ifb', True, 'something')
+    assert plan_link(adopted, 'present', False) == ['mark']
+    assert plan_link(adopted._replace(up=False), 'present', False) == ['mark', 'up']
+    assert plan_link(adopted, 'absent', False) == ['mark']
+    assert plan_link(adopted, 'absent', True) == ['delete']
+
+
+LO = 1
+BCAST = ipaddress.ip_address('192.168.1.255')
+
+
+@pytest.mark.parametrize('vip, addresses, routes, message', [
+    (V4, [Address(IPV4, V4, 24, OTHER)], [], 'VIP 10.96.0.1 is already an address of eth0 on this host'),
+    (V6, [Address(IPV6, V6, 64, OTHER), Address(IPV6, V6, 128, 9)], [], 'VIP fd00:10:96::1 is already an address of 9, eth0 on this host'),
+    (BCAST, [], [Route(IPV4, 255, 3, 2, 253, BCAST, 32, OTHER, N4, 0)],
+     'VIP 192.168.1.255 is already local to this host (broadcast 192.168.1.255 dev eth0 table local proto kernel scope link src 192.168.1.10)'),
+    (V6, [], [Route(IPV6, 255, 4, 2, 0, V6, 128, OTHER, None, 0)],
+     'VIP fd00:10:96::1 is already local to this host (anycast fd00:10:96::1 dev eth0 table local proto kernel metric 0)'),
+    (V4, [], [Route(IPV4, 255, 2, 4, 254, V4, 32, LO, None, 0)], 'VIP 10.96.0.1 is already local to this host (local 10.96.0.1 dev lo'),
+])
+def test_vip_already_local_on_another_interface_is_refused(vip, addresses, routes, message):
+    names = dict(NAMES)
+    names[LO] = 'lo'
+    with pytest.raises(ValueError) as exc:
+        engine.check_not_local_elsewhere([V4B, vip], NODE_ADDRS + addresses, routes, IF, names)
+    assert message in str(exc.value)
+
+
+def test_vip_local_only_on_its_own_interface_passes():
+    addresses = NODE_ADDRS + [Address(IPV4, V4, 32, IF), Address(IPV6, V6, 128, IF)]
+    routes = [ours(V4), kernel6_local(V6), kernel6_main(V6), Route(IPV4, 254, 1, 4, 0, V4, 32, OTHER, None, 0)]
+    engine.check_not_local_elsewhere([V4, V6], addresses, routes, IF, NAMES)
+    # No interface yet (check mode): every holder is another interface.
+    with pytest.raises(ValueError, match='VIP 10.96.0.1 is already an address of kube-dummy-if'):
+        engine.check_not_local_elsewhere([V4], addresses, routes, None, NAMES)
+
+
+def test_check_kernel_applies_the_vip_and_node_ip_rules_only_when_present():
+    foreign = NODE_ADDRS + [Address(IPV4, V4, 32, OTHER)]
+    link = Link(IF, 'kube-dummy-if', 'ifb', True, MARKER)
+    args = dict(interface='kube-dummy-if', adopt=False)
+    with pytest.raises(ValueError, match='VIP 10.96.0.1 is already an address of eth0'):
+        engine.check_kernel(link, foreign, [], [V4], NODE, dict(args, state='present'), NAMES)
+    engine.check_kernel(link, foreign, [], [V4], {}, dict(args, state='absent'), NAMES)
+    with pytest.raises(ValueError, match='not created by this collection'):
+        engine.check_kernel(link._replace(alias=None), NODE_ADDRS, [], [], {}, dict(args, state='absent'), NAMES)
 
 
 # --- link ---------------------------------------------------------------------
 
 def test_plan_link():
-    up, down = Link(IF, 'x', 'dummy', True), Link(IF, 'x', 'dummy', False)
+    up, down = Link(IF, 'x', 'dummy', True, MARKER), Link(IF, 'x', 'dummy', False, MARKER)
     assert plan_link(None, 'present', False) == ['create', 'up']
     assert plan_link(down, 'present', False) == ['up']
     assert plan_link(up, 'present', False) == []
@@ -209,15 +303,33 @@ def test_absent_removes_listed_or_all():
 def test_awaited_kernel_routes():
     added = [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)]
     # New IPv6 addresses: always, even if a route to the VIP was in the dump before the add.
-    assert netlink.awaited_routes([V4, V6, V6B], added, [kernel6_local(V6)], IF, False) == {V6}
+    assert engine.awaited_routes([V4, V6, V6B], added, [kernel6_local(V6)], IF, False) == {V6}
     # After link up: also kept VIPs whose kernel route the dump does not show yet.
-    assert netlink.awaited_routes([V4, V6, V6B], added, [], IF, True) == {V6, V6B}
-    assert netlink.awaited_routes([V4, V6, V6B], [], [kernel6_local(V6B), ours(V6)], IF, True) == {V6}
+    assert engine.awaited_routes([V4, V6, V6B], added, [], IF, True) == {V6, V6B}
+    assert engine.awaited_routes([V4, V6, V6B], [], [kernel6_local(V6B), ours(V6)], IF, True) == {V6}
 
 
 def test_missing_interface_plans_from_nothing():
     steps = plan_vips(None, NODE_ADDRS, [], [V4], NODE, True, 'present')[0]
-    assert steps == [Step(ADDR_ADD, Address(IPV4, V4, 32, None)), Step(ROUTE_REPLACE, netlink.vip_route(V4, None, N4))]
+    assert steps == [Step(ADDR_ADD, Address(IPV4, V4, 32, None)), Step(ROUTE_REPLACE, engine.vip_route(V4, None, N4))]
+
+
+# --- applying -----------------------------------------------------------------
+
+def test_waves_send_each_addresss_steps_in_order_and_different_addresses_together():
+    steps = plan([Address(IPV6, V6, 128, IF), Address(IPV4, V4B, 32, IF)], [kernel6_main(V6), kernel6_local(V6), ours(V4B)], [V4, V6])[0]
+    assert waves(steps) == [
+        [Step(ROUTE_DEL, ours(V4B)), Step(ADDR_ADD, Address(IPV4, V4, 32, IF)), Step(ROUTE_REPLACE, ours(V6))],
+        [Step(ADDR_DEL, Address(IPV4, V4B, 32, IF)), Step(ROUTE_REPLACE, ours(V4)), Step(ROUTE_DEL, kernel6_main(V6))],
+        [Step(ROUTE_DEL, kernel6_local(V6))],
+    ]
+    assert sorted(s for w in waves(steps) for s in w) == sorted(steps)
+    assert waves([]) == []
+
+
+def test_render_step_as_ip_commands():
+    assert render_step(Step(ADDR_ADD, Address(IPV6, V6, 128, IF)), NAMES) == 'address add fd00:10:96::1/128 dev kube-dummy-if'
+    assert render_step(Step(ROUTE_DEL, kernel6_main(V6)), NAMES) == 'route del fd00:10:96::1 dev kube-dummy-if proto kernel metric 256'
 
 
 # --- rendering ----------------------------------------------------------------
@@ -232,7 +344,7 @@ def test_render_route_matches_ip_route():
 
 def test_summarize_and_diff_text():
     changes = plan([Address(IPV6, V6, 128, IF)], [kernel6_main(V6), kernel6_local(V6)], [V6, V6B])[1]
-    out = netlink.summarize(changes, NAMES)
+    out = engine.summarize(changes, NAMES)
     assert out[IPV6] == {
         'added': ['fd00:10:96::2'],
         'removed': [],
@@ -242,67 +354,11 @@ def test_summarize_and_diff_text():
                            'local fd00:10:96::1 dev kube-dummy-if table local proto kernel metric 0'],
     }
     assert out[IPV4] == {'added': [], 'removed': [], 'routes_added': [], 'routes_removed': []}
-    text = netlink.render_state('interface kube-dummy-if dummy up', [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)],
-                                [ours(V4), kernel6_local(V6), kernel6_main(V6)], NAMES)
+    text = engine.render_state('interface kube-dummy-if dummy up', [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)],
+                               [ours(V4), kernel6_local(V6), kernel6_main(V6)], NAMES)
     assert text == ('interface kube-dummy-if dummy up\n'
                     'address 10.96.0.1/32\n'
                     '  route local 10.96.0.1 dev kube-dummy-if table local proto kernel scope host src 192.168.1.10\n'
                     'address fd00:10:96::1/128\n'
                     '  route fd00:10:96::1 dev kube-dummy-if proto kernel metric 256\n'
                     '  route local fd00:10:96::1 dev kube-dummy-if table local proto kernel metric 0\n')
-
-
-# --- netlink messages ---------------------------------------------------------
-
-def decode(data, msg_class):
-    msg = msg_class(data)
-    msg.decode()
-    return msg
-
-
-def test_encode_route_steps():
-    rtmsg = pytest.importorskip('pyroute2.netlink.rtnl.rtmsg').rtmsg
-    msg = decode(netlink.encode_step(Step(ROUTE_DEL, kernel6_local(V6)), 7), rtmsg)
-    assert (msg['header']['type'], msg['header']['flags'], msg['header']['sequence_number']) == (25, 0x5, 7)
-    assert (msg['family'], msg['dst_len'], msg['table'], msg['type'], msg['proto'], msg['scope']) == (socket.AF_INET6, 128, 255, 2, 2, 0)
-    # No metric and no source: the kernel then deletes the lowest-metric route, the kernel's 0.
-    assert msg.get_attr('RTA_PRIORITY') is None and msg.get_attr('RTA_PREFSRC') is None
-    assert (msg.get_attr('RTA_DST'), msg.get_attr('RTA_OIF'), msg.get_attr('RTA_TABLE')) == ('fd00:10:96::1', IF, 255)
-    msg = decode(netlink.encode_step(Step(ROUTE_REPLACE, ours(V4)), 1), rtmsg)
-    assert msg['header']['flags'] == 0x1 | 0x4 | 0x100 | 0x400  # request, ack, replace, create
-    assert (msg['scope'], msg.get_attr('RTA_PREFSRC'), msg.get_attr('RTA_PRIORITY')) == (254, '192.168.1.10', None)
-    assert decode(netlink.encode_step(Step(ROUTE_REPLACE, ours(V6)), 1), rtmsg).get_attr('RTA_PRIORITY') == 1024
-    msg = decode(netlink.encode_step(Step(ROUTE_DEL, Route(IPV4, 1000, 1, 4, 0, V4, 32, IF, None, 0)), 1), rtmsg)
-    assert (msg['table'], msg.get_attr('RTA_TABLE')) == (252, 1000)
-
-
-def test_encode_address_steps():
-    ifaddrmsg = pytest.importorskip('pyroute2.netlink.rtnl.ifaddrmsg').ifaddrmsg
-    msg = decode(netlink.encode_step(Step(ADDR_ADD, Address(IPV6, V6, 128, IF)), 3), ifaddrmsg)
-    assert (msg['header']['type'], msg['header']['flags']) == (20, 0x1 | 0x4 | 0x200 | 0x400)  # request, ack, excl, create
-    assert (msg['family'], msg['prefixlen'], msg['index'], msg.get_attr('IFA_ADDRESS')) == (socket.AF_INET6, 128, IF, 'fd00:10:96::1')
-    assert msg.get_attr('IFA_FLAGS') == 0x202  # nodad, noprefixroute
-    msg = decode(netlink.encode_step(Step(ADDR_DEL, Address(IPV4, V4, 32, IF)), 4), ifaddrmsg)
-    assert (msg['header']['type'], msg.get_attr('IFA_LOCAL'), msg.get_attr('IFA_FLAGS')) == (21, '10.96.0.1', None)
-
-
-def test_parse_acks():
-    ack = netlink.NLMSG_ERROR_HEADER.pack(36, 2, 0, 5, 0, 0) + bytes(16)
-    nack = netlink.NLMSG_ERROR_HEADER.pack(36, 2, 0, 6, 0, -3) + bytes(16)
-    other = netlink.NLMSG_ERROR_HEADER.pack(20, 3, 0, 6, 0, 0)  # NLMSG_DONE
-    assert netlink.parse_acks(ack + nack + other) == [(5, 0), (6, 3)]
-
-
-def test_messages_to_tuples():
-    rtmsg = pytest.importorskip('pyroute2.netlink.rtnl.rtmsg').rtmsg
-    ifaddrmsg = pytest.importorskip('pyroute2.netlink.rtnl.ifaddrmsg').ifaddrmsg
-    msg = rtmsg()
-    msg.update(family=socket.AF_INET6, dst_len=128, table=255, type=2, proto=2, scope=0)
-    msg['attrs'] = [('RTA_TABLE', 255), ('RTA_DST', 'fd00:10:96::1'), ('RTA_OIF', IF), ('RTA_PREFSRC', '2001:db8:1::10'), ('RTA_PRIORITY', 1024)]
-    assert netlink.route_from_msg(msg) == ours(V6)._replace(scope=0)
-    msg['dst_len'] = 64
-    assert netlink.route_from_msg(msg) is None
-    addr = ifaddrmsg()
-    addr.update(family=socket.AF_INET, prefixlen=32, index=IF)
-    addr['attrs'] = [('IFA_ADDRESS', '10.96.0.1'), ('IFA_LOCAL', '10.96.0.1')]
-    assert netlink.address_from_msg(addr) == Address(IPV4, V4, 32, IF)
