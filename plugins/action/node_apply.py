@@ -22,7 +22,7 @@ from ansible_collections.clusternet.node.plugins.filter.node_state import absent
 # (the module checks them), unknown ones refused here, before any module runs.
 EXTRA_OPTIONS = {
     'ipset': ('exclusive',),
-    'vip': ('interface', 'link_kind', 'exclusive'),
+    'vip': ('interface', 'link_kind', 'exclusive', 'adopt'),
     'masquerade': ('chain', 'comment', 'random_fully', 'skip_mark'),
     'fip': ('exclusive', 'dnat_chain', 'snat_chain', 'flush_conntrack'),
 }

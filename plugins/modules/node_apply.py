@@ -58,7 +58,7 @@ options:
     type: dict
     default: {}
   vip:
-    description: Further options for M(clusternet.node.vip) (C(interface), C(link_kind), C(exclusive)).
+    description: Further options for M(clusternet.node.vip) (C(interface), C(link_kind), C(exclusive), C(adopt)).
     type: dict
     default: {}
   masquerade:
