@@ -44,10 +44,10 @@ def special_purpose(address):
         return 'it carries a zone id'
     if address.version == 6 and address.ipv4_mapped is not None:
         return 'it is IPv4-mapped; write the IPv4 address instead'
-    for reason, flag in (('unspecified', address.is_unspecified), ('loopback', address.is_loopback),
-                         ('multicast', address.is_multicast), ('link-local', address.is_link_local)):
+    for reason, flag in (('an unspecified', address.is_unspecified), ('a loopback', address.is_loopback),
+                         ('a multicast', address.is_multicast), ('a link-local', address.is_link_local)):
         if flag:
-            return 'it is a %s address' % reason
+            return 'it is %s address' % reason
     if address.version == 4 and address.is_reserved:
         return 'it is in 240.0.0.0/4 (reserved, broadcast)'
     return None

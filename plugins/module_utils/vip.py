@@ -81,11 +81,8 @@ def validate(params):
     """All input checks that need no kernel: returns (vips, node_ips by family). VIPs and
     node IPs must be unicast host addresses (no loopback, link-local, multicast, zone id, ...)."""
     check_interface_name(params['interface'])
-    vips = []
-    for value in params['addresses']:
-        vip = parse_unicast(value, 'VIP address')
-        if vip not in vips:
-            vips.append(vip)
+    # Order kept, duplicates dropped: a dict, as a list lookup is quadratic at fleet sizes.
+    vips = list(dict.fromkeys(parse_unicast(value, 'VIP address') for value in params['addresses']))
     node_ips = one_per_family([parse_unicast(v, 'node IP') for v in params['node_ips']], 'node IP')
     if params['state'] == 'present':
         for vip in vips:
@@ -173,10 +170,18 @@ def same_route(a, b):
     return a == b
 
 
-def routes_of(routes, ip, index):
+def by_destination(routes):
+    """{dst: [routes to it]}: built once per plan, so looking up thousands of VIPs stays linear."""
+    out = {}
+    for route in routes:
+        out.setdefault(route.dst, []).append(route)
+    return out
+
+
+def routes_of(routes_by_dst, ip, index):
     """Routes that belong to a VIP: to ip/32 on its interface; for IPv6 to ip/128 anywhere."""
     full = FULL_PREFIX[family_of_version(ip.version)]
-    return [r for r in routes if r.dst == ip and r.dst_len == full and (r.family == IPV6 or r.oif == index)]
+    return [r for r in routes_by_dst.get(ip, ()) if r.dst_len == full and (r.family == IPV6 or r.oif == index)]
 
 
 def managed_addresses(addresses, index):
@@ -209,11 +214,13 @@ def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete
     """
     changes = dict((f, {'added': [], 'removed': [], 'routes_added': [], 'routes_removed': []}) for f in FAMILIES)
     steps = []
+    routes = by_destination(routes)
+    wanted = set(vips)
     managed = managed_addresses(addresses, index)
     if state == 'present':
-        remove = [a for a in managed if (a.ip in vips and a.prefixlen != FULL_PREFIX[a.family]) or (a.ip not in vips and exclusive)]
+        remove = [a for a in managed if (a.ip in wanted and a.prefixlen != FULL_PREFIX[a.family]) or (a.ip not in wanted and exclusive)]
     else:
-        remove = [a for a in managed if exclusive or delete_interface or a.ip in vips]
+        remove = [a for a in managed if exclusive or delete_interface or a.ip in wanted]
     gone = set()
     for address in remove:
         change = changes[address.family]
@@ -228,7 +235,8 @@ def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete
             steps.append(Step(ADDR_DEL, address))
     if state == 'absent':
         return steps, changes
-    kept = set(a.ip for a in managed if a not in remove)
+    removed = set(remove)
+    kept = set(a.ip for a in managed if a not in removed)
     for vip in vips:
         family = family_of_version(vip.version)
         change = changes[family]
@@ -302,9 +310,10 @@ def render_route(route, names):
 def render_state(link_line, addresses, routes, names):
     """Diff text: the link, then each address followed by its routes, sorted."""
     lines = [link_line]
+    routes = by_destination(routes)
     for address in sorted(addresses, key=lambda a: (a.ip.version, a.ip)):
         lines.append('address %s' % render_address(address))
-        lines.extend(sorted('  route %s' % render_route(r, names) for r in routes if r.dst == address.ip))
+        lines.extend(sorted('  route %s' % render_route(r, names) for r in routes.get(address.ip, ())))
     return '\n'.join(lines) + '\n'
 
 
@@ -494,8 +503,10 @@ def _reconcile(module, ipr, vips, node_ips, applied):
 def _diff(ifname, kind, link, link_steps, index, addresses, routes, changes, names):
     old_index = link.index if link else None
     before_addresses = managed_addresses(addresses, old_index)
-    before_routes = set(r for a in before_addresses for r in routes_of(routes, a.ip, old_index))
-    after_addresses = [a for a in before_addresses if not any(a in c['removed'] for c in changes.values())]
+    routes_by_dst = by_destination(routes)
+    before_routes = set(r for a in before_addresses for r in routes_of(routes_by_dst, a.ip, old_index))
+    removed = set(a for c in changes.values() for a in c['removed'])
+    after_addresses = [a for a in before_addresses if a not in removed]
     after_routes = set(before_routes)
     for change in changes.values():
         after_addresses += change['added']

@@ -70,7 +70,7 @@ def routes_to(ns, address):
     ({'addresses': [VIP4, 'fd00::9%eth0']}, "invalid VIP address 'fd00::9%eth0': it carries a zone id"),
     ({'addresses': ['::ffff:10.96.0.2']}, "invalid VIP address '::ffff:10.96.0.2': it is IPv4-mapped"),
     ({'addresses': ['224.0.0.251']}, "invalid VIP address '224.0.0.251': it is a multicast address"),
-    ({'addresses': ['0.0.0.0']}, "invalid VIP address '0.0.0.0': it is a unspecified address"),
+    ({'addresses': ['0.0.0.0']}, "invalid VIP address '0.0.0.0': it is an unspecified address"),
     # The drill: a link-local node IP failed after the removals were applied.
     ({'addresses': [VIP6], 'node_ips': [NODE4, 'fe80::1']}, "invalid node IP 'fe80::1': it is a link-local address"),
 ])
