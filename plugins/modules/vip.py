@@ -61,9 +61,11 @@ options:
     default: false
   link_kind:
     description:
-      - The link kind used when the interface must be created. Any kind the kernel has, for example C(ifb)
-        where the kernel has no C(dummy). An existing interface is used whatever its kind.
+      - The link kind used when the interface must be created: a single NOARP device, C(dummy), or C(ifb) where the
+        kernel has no C(dummy). Other kinds are refused (C(veth) would create a second interface, a bridge runs
+        duplicate address detection). An existing interface of ours is used whatever its kind.
     type: str
+    choices: [dummy, ifb]
     default: dummy
   addresses:
     description:
@@ -230,7 +232,7 @@ def main():
         argument_spec=dict(
             interface=dict(type='str', default='kube-dummy-if'),
             adopt=dict(type='bool', default=False),
-            link_kind=dict(type='str', default='dummy'),
+            link_kind=dict(type='str', default='dummy', choices=['dummy', 'ifb']),
             addresses=dict(type='list', elements='str', default=[]),
             node_ips=dict(type='list', elements='str', default=[]),
             exclusive=dict(type='bool', default=True),

@@ -293,7 +293,10 @@ def test_default_link_kind_creates_a_dummy(node):
     assert link(node)['linkinfo']['info_kind'] == 'dummy'
 
 
-def test_unknown_link_kind_is_a_clear_error(node):
-    result = vip(node, link_kind='nosuchkind', expect_failure=True)
-    assert 'cannot create or bring up interface %s (kind nosuchkind)' % IF in result['msg']
-    assert link(node) is None
+@pytest.mark.parametrize('kind', ['nosuchkind', 'veth'])
+def test_link_kinds_other_than_dummy_and_ifb_are_refused_before_any_write(node, kind):
+    """veth would leave a second interface (its peer) behind, which nothing of ours owns."""
+    before = node.out('ip -d link')
+    result = vip(node, link_kind=kind, expect_failure=True)
+    assert 'link_kind' in result['msg'] and kind in result['msg'], result['msg']
+    assert node.out('ip -d link') == before
