@@ -146,12 +146,11 @@ class Plan(object):
         self.after = []
 
 
-def check_ours(table, chains, allow_foreign_chain):
-    """ValueError naming the chain and a foreign rule unless each of chains is ours."""
-    if allow_foreign_chain:
-        return
+def check_ours(table, chains, owns):
+    """ValueError naming the chain and a foreign rule unless each of chains is ours; owns(rule):
+    whether the rule carries a FIP comment."""
     for chain, what in chains:
-        problem = ipt.foreign_content(table, chain, lambda rule: fip_of(rule) is not None, JUMP_COMMENT)
+        problem = ipt.foreign_content(table, chain, owns, JUMP_COMMENT)
         if problem:
             raise ValueError('refusing to manage %s %r: %s (every rule of this module carries the comment %r); '
                              'set allow_foreign_chain to manage it anyway' % (what, chain, problem, COMMENT_PREFIX + 'EXTERNAL_IP'))
@@ -166,8 +165,14 @@ def plan(table, wanted, state, exclusive, dnat_chain, snat_chain, allow_foreign_
     ValueError when a chain is not ours (unless allow_foreign_chain) or a named internal
     IP is already taken by a FIP that stays.
     """
-    check_ours(table, ((dnat_chain, 'dnat_chain'), (snat_chain, 'snat_chain')), allow_foreign_chain)
     current = find_fips(table)
+    ours_ids = set(id(rule) for fip in current.values() for _chain, rule in fip.rules)
+
+    def owns(rule):
+        return id(rule) in ours_ids
+
+    if not allow_foreign_chain:
+        check_ours(table, ((dnat_chain, 'dnat_chain'), (snat_chain, 'snat_chain')), owns)
     result = Plan()
     final = {}
     for external, fip in current.items():
@@ -198,7 +203,7 @@ def plan(table, wanted, state, exclusive, dnat_chain, snat_chain, allow_foreign_
     content = {}
     for chain in ours:
         # Rules without a FIP comment in our chains (only with allow_foreign_chain) are someone else's: kept, first.
-        content[chain] = [rule for rule in table.chain_rules(chain) if fip_of(rule) is None]
+        content[chain] = [rule for rule in table.chain_rules(chain) if not owns(rule)]
     strays_kept = []
     for external in sorted(final):
         for chain, rule in final[external]:
