@@ -226,7 +226,10 @@ def parse_save(text):
         elif table is None:
             raise ValueError('iptables-save line %d outside a table: %r' % (lineno, raw))
         elif line.startswith(':'):
-            name, policy = line[1:].split()[:2]
+            fields = line[1:].split()
+            if len(fields) < 2:
+                raise ValueError('iptables-save line %d declares no chain and policy: %r' % (lineno, raw))
+            name, policy = fields[:2]
             table.policies[name] = policy
             table.rules.setdefault(name, [])
         elif line.startswith('-A '):

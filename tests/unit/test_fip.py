@@ -272,3 +272,16 @@ def test_conntrack_selects_by_original_tuple(src, dst, selected):
     sources = {ip('10.0.0.5')}
     destinations = {ip('198.51.100.10'), ip('2001:db8:ff::10')}
     assert conntrack.selects(src, dst, sources, destinations) is selected
+
+
+def test_conntrack_flush_failure_names_family_and_addresses(monkeypatch):
+    class NetlinkError(Exception):
+        pass
+
+    def socket(nfgen_family):
+        raise NetlinkError('Operation not permitted')
+
+    monkeypatch.setattr(conntrack, 'LIB', {'NetlinkError': NetlinkError, 'NFCTSocket': socket, 'NFCTAttrTuple': None})
+    with pytest.raises(conntrack.ConntrackError) as err:
+        conntrack.flush('ipv4', {ip('10.0.0.5')}, {ip('198.51.100.10')})
+    assert str(err.value) == 'conntrack ipv4 flush of the entries from 10.0.0.5 or to 198.51.100.10 failed: Operation not permitted'

@@ -219,10 +219,16 @@ def test_quote_round_trips_through_the_tokenizer():
         assert ipt.tokenize('--comment %s' % ipt.quote(value)) == ['--comment', value]
 
 
-def test_parse_save_names_the_line_of_a_broken_rule():
+@pytest.mark.parametrize('text, named', [
+    ('*nat\n:X - [0:0]\n-A X -m comment --comment "a -j RETURN\nCOMMIT\n', 'line 3: unbalanced quote in rule \'-m comment --comment "a -j RETURN\''),
+    ('*nat\n:X\nCOMMIT\n', "line 2 declares no chain and policy: ':X'"),
+    (':X - [0:0]\n', "line 1 outside a table: ':X - [0:0]'"),
+    ('*nat\n-I X 1 -j RETURN\n', "unexpected iptables-save line 2: '-I X 1 -j RETURN'"),
+])
+def test_parse_save_errors_name_the_line_and_its_text(text, named):
     with pytest.raises(ValueError) as err:
-        ipt.parse_save('*nat\n:X - [0:0]\n-A X -m comment --comment "a -j RETURN\nCOMMIT\n')
-    assert 'line 3' in str(err.value)
+        ipt.parse_save(text)
+    assert named in str(err.value)
 
 
 # --- ownership ----------------------------------------------------------------------
