@@ -204,6 +204,7 @@ def plan(table, wanted, state, exclusive, dnat_chain, snat_chain, allow_foreign_
     for chain in ours:
         # Rules without a FIP comment in our chains (only with allow_foreign_chain) are someone else's: kept, first.
         content[chain] = [rule for rule in table.chain_rules(chain) if not owns(rule)]
+    foreign = dict((chain, len(content[chain])) for chain in ours)
     strays_kept = []
     for external in sorted(final):
         for chain, rule in final[external]:
@@ -215,8 +216,12 @@ def plan(table, wanted, state, exclusive, dnat_chain, snat_chain, allow_foreign_
         result.lines.extend(ipt.line('-D', chain, rule) for chain, rule in fip.rules
                             if chain not in ours and (chain, rule) not in final.get(external, []))
     for chain, parents in ((dnat_chain, DNAT_PARENTS), (snat_chain, SNAT_PARENTS)):
-        if content[chain]:
+        if len(content[chain]) > foreign[chain]:
             result.lines.extend(ipt.reconcile_chain(table, chain, content[chain], parents, JUMP_COMMENT))
+        elif content[chain]:
+            # Only foreign rules left (allow_foreign_chain): the chain stays theirs, our jumps go.
+            result.lines.extend(ipt.reconcile_chain(table, chain, content[chain], (), JUMP_COMMENT))
+            result.lines.extend(ipt.line('-D', parent, rule) for parent, rule in table.jumps_to(chain) if parent in parents)
         else:
             result.lines.extend(ipt.remove_chain(table, chain))
 

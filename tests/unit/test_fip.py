@@ -149,9 +149,9 @@ def test_plan_not_exclusive_keeps_unlisted_verbatim():
     odd = SAVE.replace(SNAT11, SNAT11 + ' --persistent')
     result = plan(nat(odd), {ip('198.51.100.12'): ip('10.0.0.7')}, exclusive=False)
     assert result.removed == [] and result.added == [{'external_ip': '198.51.100.12', 'internal_ip': '10.0.0.7'}]
+    expected = [SNAT10, SNAT11 + ' --persistent', SNAT10.replace('10.0.0.5', '10.0.0.7').replace('198.51.100.10', '198.51.100.12')]
     assert ipt.parse_save('*nat\n%s\nCOMMIT\n' % '\n'.join(
-        line for line in result.lines if line.startswith('-A ')))['nat'].chain_rules(S) == [ipt.Rule(text) for text in [
-        SNAT10, SNAT11 + ' --persistent', SNAT10.replace('10.0.0.5', '10.0.0.7').replace('198.51.100.10', '198.51.100.12')]]
+        line for line in result.lines if line.startswith('-A ')))['nat'].chain_rules(S) == [ipt.Rule(text) for text in expected]
 
 
 def test_plan_not_exclusive_rejects_internal_ip_of_a_kept_fip():
@@ -285,3 +285,10 @@ def test_conntrack_flush_failure_names_family_and_addresses(monkeypatch):
     with pytest.raises(conntrack.ConntrackError) as err:
         conntrack.flush('ipv4', {ip('10.0.0.5')}, {ip('198.51.100.10')})
     assert str(err.value) == 'conntrack ipv4 flush of the entries from 10.0.0.5 or to 198.51.100.10 failed: Operation not permitted'
+
+
+def test_plan_allowed_foreign_chain_without_fips_keeps_its_rules_and_drops_our_jumps():
+    text = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (FOREIGN, DNAT10))
+    result = plan(nat(text), {}, allow_foreign_chain=True)
+    assert result.lines == [':%s - [0:0]' % D, '-A %s %s' % (D, FOREIGN), '-D PREROUTING ' + JUMP_D, '-D OUTPUT ' + JUMP_D,
+                            '-D POSTROUTING ' + JUMP_S, ':%s - [0:0]' % S, '-X %s' % S]
