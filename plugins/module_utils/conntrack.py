@@ -73,7 +73,8 @@ def flush(family, sources, destinations, check_mode=False):
     try:
         return _flush(address_family, sources, destinations, check_mode)
     except LIB['NetlinkError'] as exc:
-        raise ConntrackError('conntrack %s flush failed: %s' % (family, exc)) from exc
+        raise ConntrackError('conntrack %s flush of the entries from %s or to %s failed: %s' % (
+            family, ', '.join(sorted(map(str, sources))) or 'no address', ', '.join(sorted(map(str, destinations))) or 'no address', exc)) from exc
 
 
 def _flush(address_family, sources, destinations, check_mode):

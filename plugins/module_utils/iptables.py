@@ -3,17 +3,23 @@
 """iptables-save / iptables-restore text: parse, diff our own chains, render one batch.
 
 Everything above the "kernel I/O" line is pure: text in, data out, data in, text
-out. A rule is kept as the exact text iptables-save prints after "-A CHAIN ", so a
-desired rule must be rendered in that canonical form (addresses with their
-prefix length, comment double-quoted, matches before the target).
+out. A rule is compared by its structure, never by its text: iptables-save
+chooses its own quoting (a comment of only [A-Za-z0-9_-] is printed bare, any
+other double-quoted with \\ escapes) and prints IPv6 addresses through inet_ntop
+(::ffff:10.42.0.0 where Python prints ::ffff:a2a:0). A rule's structure is its
+options in order, each with its "!" and its values, quotes removed and address
+values re-read as addresses, so any form the save tools print compares equal to
+the form we render.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import glob
+import ipaddress
+import os
 import re
-import shlex
 
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6
 
@@ -21,15 +27,171 @@ SAVE = {IPV4: 'iptables-save', IPV6: 'ip6tables-save'}
 RESTORE = {IPV4: 'iptables-restore', IPV6: 'ip6tables-restore'}
 MULTICAST = {IPV4: '224.0.0.0/4', IPV6: 'ff00::/8'}
 MAX_CHAIN = 28  # iptables: chain names must be under 29 characters
-RESERVED_NAMES = ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING', 'ACCEPT', 'DROP', 'RETURN', 'QUEUE')
+BUILTIN_NAMES = ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING', 'ACCEPT', 'DROP', 'RETURN', 'QUEUE', 'ERROR')
+# The target extensions of iptables 1.8 (libxt_/libipt_/libip6t_ NAME.so, NAT's aliases included):
+# `-j NAME` means the extension, not a chain of that name, and iptables -N refuses them, but
+# iptables-restore creates such a chain. The host's own extension directory is searched too.
+TARGET_NAMES = (
+    'AUDIT', 'CHECKSUM', 'CLASSIFY', 'CLUSTERIP', 'CONNMARK', 'CONNSECMARK', 'CT', 'DNAT', 'DNPT', 'DSCP', 'ECN', 'HL',
+    'HMARK', 'IDLETIMER', 'LED', 'LOG', 'MARK', 'MASQUERADE', 'MIRROR', 'NAT', 'NETMAP', 'NFLOG', 'NFQUEUE', 'NOTRACK',
+    'RATEEST', 'REDIRECT', 'REJECT', 'SAME', 'SECMARK', 'SET', 'SNAT', 'SNPT', 'STANDARD', 'SYNPROXY', 'TCPMSS',
+    'TCPOPTSTRIP', 'TEE', 'TOS', 'TPROXY', 'TRACE', 'TTL', 'ULOG')
+EXTENSION_DIRS = ('/usr/lib/*/xtables', '/usr/lib/xtables', '/usr/lib64/xtables', '/lib/xtables', '/usr/local/lib/xtables')
 CHAIN_RE = re.compile(r'^[A-Za-z0-9_.][A-Za-z0-9_.-]*$')
+
+# A token is a run of bare characters and "quoted" parts (iptables-restore's own rule:
+# backslash escapes only inside quotes); quotes may start mid-token.
+TOKEN_RE = re.compile(r'(?:[^\s"]+|"(?:[^"\\]|\\.)*")+')
+QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+ESCAPE_RE = re.compile(r'\\(.)')
+# Options whose single value is free text: taken as it is even when it looks like an option (--comment -j).
+FREE_TEXT = frozenset(('--comment', '--log-prefix', '--nflog-prefix'))
+NETWORK_OPTIONS = frozenset(('-s', '-d', '--source', '--destination'))
+ADDRESS_VALUED = NETWORK_OPTIONS | frozenset(('--to-destination', '--to-source'))
+TARGET_OPTIONS = frozenset(('-j', '-g', '--jump', '--goto'))
+
+
+def check_quotes(text):
+    """ValueError naming the rule when a quote is left open (cheap without backslashes)."""
+    if '"' in text and (TOKEN_RE.sub('', text).strip() if '\\' in text else text.count('"') % 2):
+        raise ValueError('unbalanced quote in rule %r' % (text,))
+
+
+def tokenize(text):
+    """iptables-restore's split of a rule into arguments; ValueError on an unclosed quote."""
+    if '"' not in text:
+        return text.split()
+    check_quotes(text)
+    return [_unquote(token) if '"' in token else token for token in TOKEN_RE.findall(text)]
+
+
+def _unquote(token):
+    if token[0] == token[-1] == '"' and '\\' not in token and token.count('"') == 2:
+        return token[1:-1]  # the usual case, cheaply
+    return QUOTED_RE.sub(lambda m: ESCAPE_RE.sub(r'\1', m.group(1)), token)
+
+
+def _canonical(option, value):
+    """Address values as Python prints them, whatever form inet_ntop chose; anything else unchanged.
+
+    Both print IPv4 dotted and IPv6 compressed in lower case (RFC 5952) alike, except an
+    IPv6 address that inet_ntop ends in dotted IPv4 (::ffff:0:0/96, ::/96): only those are
+    re-read, which keeps a 1000-FIP dump cheap to parse."""
+    if '.' not in value or ':' not in value:
+        return value
+    try:
+        if option in NETWORK_OPTIONS:
+            return str(ipaddress.ip_network(value, strict=False))
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value
+
+
+def parse_rule(text):
+    """A rule's structure: ((negated, option, values), ...) in order."""
+    tokens = tokenize(text)
+    options = []
+    negated = False
+    index, count = 0, len(tokens)
+    while index < count:
+        option = tokens[index]
+        index += 1
+        if option == '!':
+            negated = True
+            continue
+        start = index
+        if option in FREE_TEXT and index < count:
+            index += 1
+        else:
+            while index < count:
+                token = tokens[index]
+                if token == '!' or (token[0] == '-' and len(token) > 1 and not token[1].isdigit()):
+                    break
+                index += 1
+        values = tuple(tokens[start:index])
+        if option in ADDRESS_VALUED:
+            values = tuple(_canonical(option, value) for value in values)
+            # iptables-save leaves out -s/-d 0.0.0.0/0 (::/0): it is no match at all.
+            if not negated and option in NETWORK_OPTIONS and values in (('0.0.0.0/0',), ('::/0',)):
+                negated = False
+                continue
+        options.append((negated, option, values))
+        negated = False
+    return tuple(options)
+
+
+class Rule(object):
+    """One rule (the text after "-A CHAIN "): its text, kept to write it back, and its structure
+    (parse_rule, read on first use), which is what rules are compared by. Equal text is equal
+    structure, so the usual case, iptables-save printing a rule as we wrote it, costs no parse."""
+
+    __slots__ = ('text', '_key', '_tokens')
+
+    def __init__(self, text):
+        self.text = text
+        self._key = None
+        self._tokens = None
+
+    @property
+    def key(self):
+        if self._key is None:
+            self._key = parse_rule(self.text)
+        return self._key
+
+    @property
+    def tokens(self):
+        if self._tokens is None:
+            self._tokens = tokenize(self.text)
+        return self._tokens
+
+    def __eq__(self, other):
+        return isinstance(other, Rule) and (self.text == other.text or self.key == other.key)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __repr__(self):
+        return 'Rule(%r)' % self.text
+
+    def value(self, option):
+        """The value after the last occurrence of option (not counting a free-text value that
+        looks like it, as in --comment -j), or None. Read from the tokens: no full parse."""
+        tokens = self.tokens
+        found, start = None, 0
+        while True:
+            try:
+                index = tokens.index(option, start)
+            except ValueError:
+                return found
+            if (index == 0 or tokens[index - 1] not in FREE_TEXT) and index + 1 < len(tokens):
+                found = tokens[index + 1]
+            start = index + 1
+
+    @property
+    def target(self):
+        """The -j/-g target, or None."""
+        return self.value('-j') or self.value('-g')
+
+    @property
+    def comment(self):
+        return self.value('--comment')
+
+
+def rules_equal(current, desired):
+    """Whether two lists of Rule hold the same rules in the same order (duplicates count)."""
+    return len(current) == len(desired) and all(a == b for a, b in zip(current, desired))
 
 
 class Table(object):
-    """One table of an iptables-save dump: chains in order and their rules in order."""
+    """One table of an iptables-save dump: chains in order and their Rules in order.
+    backend: 'nft' or 'legacy', as the dump's header says."""
 
-    def __init__(self, name):
+    def __init__(self, name, backend=None):
         self.name = name
+        self.backend = backend
         self.policies = {}
         self.rules = {}
 
@@ -40,63 +202,50 @@ class Table(object):
         return list(self.rules.get(chain, []))
 
     def jumps_to(self, target):
-        """[(chain, rule)] of every rule anywhere in the table that jumps or goes to target."""
-        found = []
-        for chain, rules in self.rules.items():
-            for rule in rules:
-                if rule_target(rule) == target:
-                    found.append((chain, rule))
-        return found
+        """[(chain, Rule)] of every rule anywhere in the table that jumps or goes to target."""
+        return [(chain, rule) for chain, rules in self.rules.items() for rule in rules if rule.target == target]
 
 
 def parse_save(text):
     """Parse iptables-save output into {table name: Table}."""
     tables = {}
     table = None
+    backend = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith('#'):
+        if not line:
+            continue
+        if line.startswith('#'):
+            if line.startswith('# Generated by '):
+                backend = 'nft' if '(nf_tables)' in line else 'legacy'
             continue
         if line.startswith('*'):
-            table = tables.setdefault(line[1:], Table(line[1:]))
+            table = tables.setdefault(line[1:], Table(line[1:], backend))
         elif line == 'COMMIT':
             table = None
         elif table is None:
             raise ValueError('iptables-save line %d outside a table: %r' % (lineno, raw))
         elif line.startswith(':'):
-            name, policy = line[1:].split()[:2]
+            fields = line[1:].split()
+            if len(fields) < 2:
+                raise ValueError('iptables-save line %d declares no chain and policy: %r' % (lineno, raw))
+            name, policy = fields[:2]
             table.policies[name] = policy
             table.rules.setdefault(name, [])
         elif line.startswith('-A '):
             chain, _sep, rule = line[3:].partition(' ')
-            table.rules.setdefault(chain, []).append(rule)
+            try:
+                check_quotes(rule)
+            except ValueError as exc:
+                raise ValueError('iptables-save line %d: %s' % (lineno, exc)) from None
+            table.rules.setdefault(chain, []).append(Rule(rule))
         else:
             raise ValueError('unexpected iptables-save line %d: %r' % (lineno, raw))
     return tables
 
 
-def rule_target(rule):
-    """The -j/-g target of a rule's text, or None."""
-    tokens = shlex.split(rule)
-    for flag in ('-j', '-g', '--jump', '--goto'):
-        if flag in tokens:
-            index = tokens.index(flag)
-            if index + 1 < len(tokens):
-                return tokens[index + 1]
-    return None
-
-
-def rule_comment(rule):
-    tokens = shlex.split(rule)
-    if '--comment' in tokens:
-        index = tokens.index('--comment')
-        if index + 1 < len(tokens):
-            return tokens[index + 1]
-    return None
-
-
 def quote(value):
-    """Quote a comment the way iptables-save prints it."""
+    """Double-quote a value for iptables-restore (which undoes \\ escapes inside quotes)."""
     return '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
 
 
@@ -105,11 +254,16 @@ def comment_match(comment):
 
 
 def jump_rule(chain, comment):
-    return ' '.join(part for part in (comment_match(comment), '-j', chain) if part)
+    return Rule(' '.join(part for part in (comment_match(comment), '-j', chain) if part))
+
+
+def line(action, chain, rule):
+    """One restore line for a Rule: '-A CHAIN RULE', '-D CHAIN RULE', '-I CHAIN 1 RULE'."""
+    return '%s %s %s' % (action, chain, rule.text)
 
 
 def reconcile_chain(table, chain, desired, parents, comment=None):
-    """Restore lines that make `chain` hold exactly `desired` (in order) and be
+    """Restore lines that make `chain` hold exactly `desired` (Rules, in order) and be
     jumped to exactly once from each chain in `parents` (inserted first when missing).
 
     When the chain's content differs in any way (missing, extra, duplicated or
@@ -117,36 +271,84 @@ def reconcile_chain(table, chain, desired, parents, comment=None):
     atomic flush, and rebuilt in the same transaction. Returns [] when nothing differs.
     """
     lines = []
-    if not table.has_chain(chain) or table.chain_rules(chain) != list(desired):
+    if not table.has_chain(chain) or not rules_equal(table.chain_rules(chain), desired):
         lines.append(':%s - [0:0]' % chain)
-        lines.extend('-A %s %s' % (chain, rule) for rule in desired)
+        lines.extend(line('-A', chain, rule) for rule in desired)
     jump = jump_rule(chain, comment)
     for parent in parents:
-        existing = [rule for rule in table.chain_rules(parent) if rule_target(rule) == chain]
-        if existing == [jump]:
+        existing = [rule for rule in table.chain_rules(parent) if rule.target == chain]
+        if rules_equal(existing, [jump]):
             continue
-        lines.extend('-D %s %s' % (parent, rule) for rule in existing)
-        lines.append('-I %s 1 %s' % (parent, jump))
+        lines.extend(line('-D', parent, rule) for rule in existing)
+        lines.append(line('-I', parent + ' 1', jump))
     return lines
 
 
 def remove_chain(table, chain):
     """Restore lines that delete every jump to `chain` and the chain itself; [] if absent."""
-    lines = ['-D %s %s' % (parent, rule) for parent, rule in table.jumps_to(chain)]
+    lines = [line('-D', parent, rule) for parent, rule in table.jumps_to(chain)]
     if table.has_chain(chain):
         lines.extend([':%s - [0:0]' % chain, '-X %s' % chain])
     return lines
 
 
+def foreign_content(table, chain, owns, jump_comment):
+    """Why `chain` is not ours, naming one offending rule, or None when it is.
+
+    A chain is ours when it does not exist; or when it holds rules and owns(rule) claims
+    every one (each carries this module's comment); or when it is empty and every rule
+    that jumps or goes to it carries this module's jump comment (an empty chain nothing
+    foreign points at holds nothing to lose). Anything else was made by someone else.
+    """
+    if not table.has_chain(chain):
+        return None
+    rules = table.rules[chain]
+    for rule in rules:
+        if not owns(rule):
+            return 'it holds a rule without this module\'s comment: -A %s %s' % (chain, rule.text)
+    if not rules:
+        for parent, rule in table.jumps_to(chain):
+            if rule.comment != jump_comment:
+                return 'it is empty and a rule without this module\'s comment jumps to it: -A %s %s' % (parent, rule.text)
+    return None
+
+
 def check_chain(chain, what='chain'):
-    """ValueError naming the value unless it is a usable user chain name."""
-    if not CHAIN_RE.match(chain or '') or len(chain) > MAX_CHAIN or chain.upper() in RESERVED_NAMES:
+    """ValueError naming the value unless it is a usable user chain name: not a built-in chain
+    or target, nor a target extension (any case), at most MAX_CHAIN characters."""
+    if not CHAIN_RE.match(chain or '') or len(chain) > MAX_CHAIN:
         raise ValueError('invalid %s %r: expected a user chain name of 1-%d letters, digits, "_", "." or "-"' % (what, chain, MAX_CHAIN))
+    if chain.upper() in BUILTIN_NAMES:
+        raise ValueError('invalid %s %r: it is a built-in chain or target name' % (what, chain))
+    if chain.upper() in TARGET_NAMES:
+        raise ValueError('invalid %s %r: it is the name of an iptables target extension, so -j %s would not reach a chain'
+                         % (what, chain, chain))
+
+
+def extension_target(chain, patterns=EXTENSION_DIRS):
+    """The path of a target extension this host's xtables would load for -j chain, or None."""
+    directories = os.environ.get('XTABLES_LIBDIR', '').split(':') + [d for pattern in patterns for d in glob.glob(pattern)]
+    for directory in filter(None, directories):
+        for prefix in ('libxt_', 'libipt_', 'libip6t_'):
+            path = os.path.join(directory, '%s%s.so' % (prefix, chain))
+            if os.path.exists(path):
+                return path
+    return None
+
+
+def check_chains(chains):
+    """check_chain on each (name, what), then the host's extension directories; ValueError names the value."""
+    for chain, what in chains:
+        check_chain(chain, what)
+    for chain, what in chains:
+        path = extension_target(chain)
+        if path:
+            raise ValueError('invalid %s %r: this host has a target extension of that name (%s)' % (what, chain, path))
 
 
 def diff_text(views):
     """{family: [iptables-save lines]} -> one string with a header per family, for diff mode."""
-    return ''.join('# %s\n%s' % (family, ''.join(line + '\n' for line in views[family])) for family in FAMILIES)
+    return ''.join('# %s\n%s' % (family, ''.join(text + '\n' for text in views[family])) for family in FAMILIES)
 
 
 def diff(before, after):
@@ -161,33 +363,88 @@ def render_restore(table_name, lines):
     return '*%s\n%s\nCOMMIT\n' % (table_name, '\n'.join(lines))
 
 
+def run_steps(module, steps, result):
+    """Run the writes of one run, [(label, step)], in order; a step returns None or an error.
+    The first error fails the module saying which steps were applied before it and which were not."""
+    for index, (_label, step) in enumerate(steps):
+        error = step()
+        if error:
+            done = [label for label, _step in steps[:index]]
+            left = [label for label, _step in steps[index:]]
+            result['changed'] = bool(done) and not module.check_mode
+            module.fail_json(msg='%s. Applied: %s. Not applied: %s.' % (error, ', '.join(done) or 'nothing', ', '.join(left)), **result)
+
+
+def restore_step(module, family, state, payload, tool=None):
+    """A run_steps step: restore(payload), recording state['applied']."""
+    def step():
+        error = restore(module, family, payload, tool)
+        state['applied'] = error is None
+        return error
+    return step
+
+
 # --- kernel I/O -------------------------------------------------------------
 
-def save_table(module, family, table_name):
-    """One iptables-save of one table; an absent table is an empty Table."""
-    binary = module.get_bin_path(SAVE[family], required=True)
+OTHER_BACKEND = {'nft': 'legacy', 'legacy': 'nft'}
+TOOL_PREFIX = {IPV4: 'iptables', IPV6: 'ip6tables'}
+# Tables the legacy backend holds in this network namespace; its save tool would create a missing one.
+LEGACY_NAMES = {IPV4: '/proc/net/ip_tables_names', IPV6: '/proc/net/ip6_tables_names'}
+
+
+def backend_tool(family, backend, kind):
+    """'iptables-legacy-save', 'ip6tables-nft-restore', ..."""
+    return '%s-%s-%s' % (TOOL_PREFIX[family], backend, kind)
+
+
+def backend_of(text):
+    """'nft' or 'legacy' from an iptables-save header, or None without one."""
+    for raw in text.splitlines():
+        if raw.startswith('# Generated by '):
+            return 'nft' if '(nf_tables)' in raw else 'legacy'
+    return None
+
+
+def save_table(module, family, table_name, tool=None):
+    """One save of one table (by the active (ip6)tables-save, or tool); an absent table is an empty Table."""
+    tool = tool or SAVE[family]
+    binary = module.get_bin_path(tool, required=True)
     rc, out, err = module.run_command([binary, '-t', table_name])
     if rc != 0:
-        module.fail_json(msg='%s -t %s failed: %s' % (SAVE[family], table_name, err.strip()))
-    return parse_save(out).get(table_name) or Table(table_name)
+        module.fail_json(msg='%s -t %s failed (exit %d): %s' % (tool, table_name, rc, err.strip()))
+    try:
+        tables = parse_save(out)
+    except ValueError as exc:
+        module.fail_json(msg='%s -t %s: %s' % (tool, table_name, exc))
+    return tables.get(table_name) or Table(table_name, backend_of(out))
 
 
-def restore(module, family, payload):
-    """Apply one payload with iptables-restore --noflush -w (all-or-nothing per table)."""
-    binary = module.get_bin_path(RESTORE[family], required=True)
+def other_backend_table(module, family, table):
+    """The same table in the backend the active tools do not use, or None when that backend's
+    save tool is missing or it has no such table. Never writes: the legacy table list is read
+    from /proc first because iptables-legacy-save would create a missing table."""
+    other = OTHER_BACKEND.get(table.backend)
+    if other is None:
+        return None
+    if other == 'legacy':
+        try:
+            with open(LEGACY_NAMES[family]) as handle:
+                if table.name not in handle.read().split():
+                    return None
+        except (IOError, OSError):
+            return None
+    tool = backend_tool(family, other, 'save')
+    if not module.get_bin_path(tool):
+        return None
+    return save_table(module, family, table.name, tool)
+
+
+def restore(module, family, payload, tool=None):
+    """Apply one payload with (ip6)tables-restore --noflush -w (all-or-nothing per table):
+    None, or the error naming the tool."""
+    tool = tool or RESTORE[family]
+    binary = module.get_bin_path(tool, required=True)
     rc, _out, err = module.run_command([binary, '--noflush', '-w', '5'], data=payload, binary_data=True)
     if rc != 0:
-        module.fail_json(msg='%s failed, nothing applied: %s' % (RESTORE[family], err.strip()), payload=payload)
-
-
-def sync_table(module, family, table_name, plan):
-    """Read one table of one family, let plan(table) -> restore lines decide the
-    delta, and apply it as one transaction unless in check mode.
-
-    Returns (table as read, payload); payload is '' when nothing differs.
-    """
-    table = save_table(module, family, table_name)
-    payload = render_restore(table_name, plan(table))
-    if payload and not module.check_mode:
-        restore(module, family, payload)
-    return table, payload
+        return '%s --noflush failed (exit %d): %s' % (tool, rc, err.strip())
+    return None

@@ -2,19 +2,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pod masquerade rules: validate the intent, render the desired chain per family.
 
-Pure functions, except supports_random_fully at the end. The rule set is
-Flannel's (pkg/trafficmngr/iptables), rendered in the exact text iptables-save
-prints, so the shared iptables engine can compare it with the kernel's chain by
-content, order and duplicates. A family without a cluster CIDR has no rules of
-ours: its chain and jump are removed, and "nothing there yet" is simply an empty
-table, never an error.
+Pure functions, except the kernel edge at the end. The rule set is Flannel's
+(pkg/trafficmngr/iptables), rendered as iptables-save orders it, so the shared
+iptables engine compares it with the kernel's chain by structure, order and
+duplicates. A family without a cluster CIDR has no rules of ours: its chain and
+jump are removed, and "nothing there yet" is simply an empty table, never an
+error. The chain is managed only while it is ours (iptables.foreign_content):
+every rule in it carries our comment, or it is empty and only our jumps reach it.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import functools
+import ipaddress
 import re
 
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
@@ -23,26 +24,38 @@ from ansible_collections.clusternet.node.plugins.module_utils.lock import host_l
 
 TABLE = 'nat'
 PARENT = 'POSTROUTING'
-# iptables-save escapes quotes and backslashes in comments its own way; keep them out.
-COMMENT_RE = re.compile(r'^[ !#-&(-\[\]-~]{1,256}$')
+# Printable ASCII without quotes or backslashes, at most 255 characters (xt_comment keeps 256 bytes with the NUL).
+COMMENT_RE = re.compile(r'^[ !#-&(-\[\]-~]{1,255}$')
+# fip finds its rules by this comment prefix anywhere in the table: a masquerade comment of that form would be taken for a FIP.
+FIP_COMMENT = 'clusternet fip'
 MARK_RE = re.compile(r'^(0x[0-9a-f]+|0|[1-9][0-9]*)(?:/(0x[0-9a-f]+|0|[1-9][0-9]*))?$', re.IGNORECASE)
 FULL_MARK = 0xffffffff
+IPV4_MAPPED = ipaddress.ip_network('::ffff:0:0/96')
 
 
 class Intent(object):
     """Validated options: per family the sorted cluster and pod networks."""
 
-    def __init__(self, clusters, pods, chain, comment, skip_mark, random_fully):
+    def __init__(self, params, clusters, pods, skip_mark):
         self.clusters = clusters
         self.pods = pods
-        self.chain = chain
-        self.comment = comment
+        self.chain = params['chain']
+        self.comment = params['comment']
         self.skip_mark = skip_mark
-        self.random_fully = random_fully
+        self.random_fully = params['random_fully']
+        self.allow_foreign_chain = params.get('allow_foreign_chain', False)
+        self.purge_other_backend = params.get('purge_other_backend', False)
 
 
 def parse_networks(values, what):
-    networks = [parse_network(value, what) for value in values or []]
+    networks = []
+    for value in values or []:
+        network = parse_network(value, what)
+        if network.prefixlen == 0:
+            raise ValueError('invalid %s %r: a /0 leaves nothing outside the cluster to masquerade to' % (what, value))
+        if network.version == 6 and network.subnet_of(IPV4_MAPPED):
+            raise ValueError('invalid %s %r: it is IPv4-mapped (inside ::ffff:0:0/96); write the IPv4 network instead' % (what, value))
+        networks.append(network)
     duplicate = find_duplicate(networks)
     if duplicate is not None:
         raise ValueError('%s %s is listed twice' % (what, duplicate))
@@ -68,12 +81,14 @@ def canonical_mark(value):
 
 def check_comment(comment):
     if not COMMENT_RE.match(comment or ''):
-        raise ValueError('invalid comment %r: expected 1-256 printable ASCII characters without quotes or backslashes' % (comment,))
+        raise ValueError('invalid comment %r: expected 1-255 printable ASCII characters without quotes or backslashes' % (comment,))
+    if comment == FIP_COMMENT or comment.startswith(FIP_COMMENT + ' '):
+        raise ValueError('invalid comment %r: comments starting with %r mark clusternet.node.fip rules' % (comment, FIP_COMMENT))
 
 
 def build_intent(params):
     """Validate every option before anything touches the kernel; ValueError names the culprit."""
-    ipt.check_chain(params['chain'])
+    ipt.check_chains([(params['chain'], 'chain')])
     check_comment(params['comment'])
     skip_mark = canonical_mark(params['skip_mark'])
     clusters = parse_networks(params['cluster_cidrs'], 'cluster CIDR')
@@ -88,11 +103,11 @@ def build_intent(params):
     if params['state'] == 'absent':
         clusters = dict((family, []) for family in FAMILIES)
         pods = dict(clusters)
-    return Intent(clusters, pods, params['chain'], params['comment'], skip_mark, params['random_fully'])
+    return Intent(params, clusters, pods, skip_mark)
 
 
 def desired_rules(family, clusters, pods, comment, skip_mark, random_fully):
-    """Our chain's rules for one family, in iptables-save text, in a fixed order:
+    """Our chain's rules for one family (Rules, in iptables-save order), in a fixed order:
     the skip-mark RETURN; for each cluster CIDR (address order) and each pod CIDR
     (address order) the three RETURN rules of that pair; then for each cluster CIDR
     its two MASQUERADE rules. [] when the family has no cluster CIDR.
@@ -110,29 +125,35 @@ def desired_rules(family, clusters, pods, comment, skip_mark, random_fully):
     for cluster in clusters:
         rules.append('-s %s ! -d %s %s -j %s' % (cluster, ipt.MULTICAST[family], tag, masquerade))
         rules.append('! -s %s -d %s %s -j %s' % (cluster, cluster, tag, masquerade))
-    return rules
+    return [ipt.Rule(rule) for rule in rules]
 
 
-def plan(table, chain, rules, comment):
+def plan(table, chain, rules, comment, allow_foreign_chain=False):
     """Restore lines for one family: reconcile our chain and its single jump, or
-    remove both when the family has no rules."""
+    remove both when the family has no rules. ValueError, naming the chain and a
+    foreign rule, when the chain is not ours and allow_foreign_chain is false."""
+    if not allow_foreign_chain:
+        problem = ipt.foreign_content(table, chain, lambda rule: rule.comment == comment, comment)
+        if problem:
+            raise ValueError('refusing to manage chain %r: %s (this module\'s comment is %r); '
+                             'set allow_foreign_chain to take the chain over' % (chain, problem, comment))
     if not rules:
         return ipt.remove_chain(table, chain)
     return ipt.reconcile_chain(table, chain, rules, [PARENT], comment)
 
 
 def view(table, chain):
-    """What this module manages in one family, as iptables-save lines: the
-    POSTROUTING jumps to our chain, then the chain's rules."""
-    jumps = ['-A %s %s' % (PARENT, rule) for rule in table.chain_rules(PARENT) if ipt.rule_target(rule) == chain]
-    return jumps + ['-A %s %s' % (chain, rule) for rule in table.chain_rules(chain)]
+    """What this module manages in one family, as iptables-save lines: the jumps to our
+    chain (POSTROUTING's, then any other chain's), then the chain's rules."""
+    jumps = sorted(table.jumps_to(chain), key=lambda jump: jump[0] != PARENT)
+    return [ipt.line('-A', parent, rule) for parent, rule in jumps] + [ipt.line('-A', chain, rule) for rule in table.chain_rules(chain)]
 
 
 def expected_view(chain, rules, comment):
     """view() of a table once plan() has been applied."""
     if not rules:
         return []
-    return ['-A %s %s' % (PARENT, ipt.jump_rule(chain, comment))] + ['-A %s %s' % (chain, rule) for rule in rules]
+    return [ipt.line('-A', PARENT, ipt.jump_rule(chain, comment))] + [ipt.line('-A', chain, rule) for rule in rules]
 
 
 # --- kernel edge --------------------------------------------------------------
@@ -155,24 +176,63 @@ def _family_rules(module, intent, family):
     return desired_rules(family, intent.clusters[family], intent.pods[family], intent.comment, intent.skip_mark, random_fully)
 
 
+def _other_backend(module, intent, family, table):
+    """Our chain in the backend the active iptables does not use: {backend, found, payload}, or None.
+    Warns naming it; with purge_other_backend plans its removal (same ownership rule)."""
+    other = ipt.other_backend_table(module, family, table)
+    if other is None or not (other.has_chain(intent.chain) or other.jumps_to(intent.chain)):
+        return None
+    backend = ipt.OTHER_BACKEND[table.backend]
+    found = ([':%s - [0:0]' % intent.chain] if other.has_chain(intent.chain) else []) + view(other, intent.chain)
+    payload = ''
+    if intent.purge_other_backend:
+        try:
+            payload = ipt.render_restore(TABLE, plan(other, intent.chain, [], intent.comment, intent.allow_foreign_chain))
+        except ValueError as exc:
+            module.fail_json(msg='%s, %s backend: %s' % (family, backend, exc))
+    else:
+        module.warn('the %s backend (%s -t %s) still holds this module\'s chain %s; its rules still apply to packets: '
+                    'set purge_other_backend to remove it' % (backend, ipt.backend_tool(family, backend, 'save'), TABLE, intent.chain))
+    return {'backend': backend, 'found': found, 'payload': payload, 'applied': False}
+
+
 def run(module):
-    """Validate, then under the host lock: per family one save, plan, one restore. Returns the result."""
+    """Validate, then under the host lock: per family one save (and one of the other backend's
+    table where it has one), plan both families, then one restore per family. Returns the result."""
     try:
         intent = build_intent(module.params)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     result = {'changed': False}
+    steps = []
+    purges = []
     with host_lock(module):
         for family in FAMILIES:
             rules = _family_rules(module, intent, family)
-            table, payload = ipt.sync_table(module, family, TABLE, functools.partial(plan, chain=intent.chain, rules=rules, comment=intent.comment))
+            table = ipt.save_table(module, family, TABLE)
+            try:
+                payload = ipt.render_restore(TABLE, plan(table, intent.chain, rules, intent.comment, intent.allow_foreign_chain))
+            except ValueError as exc:
+                module.fail_json(msg='%s: %s' % (family, exc))
             before = view(table, intent.chain)
-            result[family] = {
+            state = result[family] = {
                 'before': before,
                 'after': expected_view(intent.chain, rules, intent.comment) if payload else before,
                 'payload': payload,
+                'applied': False,
             }
-            result['changed'] = result['changed'] or bool(payload)
+            other = _other_backend(module, intent, family, table)
+            if other is not None:
+                state['other_backend'] = other
+                if other['payload']:
+                    tool = ipt.backend_tool(family, other['backend'], 'restore')
+                    purges.append(('%s chain %s removed through %s' % (family, intent.chain, tool),
+                                   ipt.restore_step(module, family, other, other['payload'], tool)))
+            if payload:
+                steps.append(('%s rules' % family, ipt.restore_step(module, family, state, payload)))
+            result['changed'] = result['changed'] or bool(payload) or bool(other and other['payload'])
+        if not module.check_mode:
+            ipt.run_steps(module, steps + purges, result)
     if module._diff:
         result['diff'] = ipt.diff(*(dict((family, result[family][key]) for family in FAMILIES) for key in ('before', 'after')))
     return result

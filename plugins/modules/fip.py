@@ -21,7 +21,18 @@ description:
   - The kernel is read on every run (one C(iptables-save -t nat) per family). Any difference rebuilds both chains
     of a family in one C(iptables-restore --noflush -w) transaction, so a FIP's rules appear or disappear together,
     even if the run is killed. A family without FIPs has no chains and no jumps.
-  - Rules without a FIP comment, in our chains or anywhere else, are never touched.
+  - Rules without a FIP comment anywhere are never touched.
+  - "O(dnat_chain) and O(snat_chain) are managed only while they are this module's: absent, or every rule in them carries
+    a FIP comment, or empty with every jump to them carrying C(clusternet fip). Otherwise (a chain of someone else, or of
+    M(clusternet.node.masquerade)) the run fails naming the chain and a foreign rule and changes nothing, in both families,
+    unless O(allow_foreign_chain=true)."
+  - Rules are compared by their structure (options and values, comments however iptables-save quotes them, addresses as
+    addresses), never by text.
+  - "The backend the active C(iptables) does not use (C(iptables-legacy) beside C(iptables-nft), or the reverse) is read
+    once per family when its save tool exists and it has a nat table (for legacy, as listed in C(/proc/net/ip_tables_names),
+    so reading never creates it); FIP chains or rules found there are named in a warning, and removed only with
+    O(purge_other_backend=true)."
+  - A failure after a write says exactly what was applied, per family (rules, conntrack flush), and what was not.
   - When a FIP is removed, or its external IP is mapped to another internal IP, the conntrack entries of the old
     mapping are deleted after the rules changed, in both directions (original destination the external IP,
     original source the old internal IP), so established flows do not keep using it. Other entries stay.
@@ -60,11 +71,13 @@ options:
   dnat_chain:
     description:
       - The nat chain that holds the DNAT rules (at most 28 characters).
+        Built-in chain and target names and target extension names (C(DNAT), C(MASQUERADE), ...) are refused.
     type: str
     default: CLUSTERNET-FIP-DNAT
   snat_chain:
     description:
       - The nat chain that holds the SNAT rules (at most 28 characters).
+        Built-in chain and target names and target extension names (C(DNAT), C(MASQUERADE), ...) are refused.
     type: str
     default: CLUSTERNET-FIP-SNAT
   flush_conntrack:
@@ -72,6 +85,20 @@ options:
       - Delete the conntrack entries of removed and remapped FIPs.
     type: bool
     default: true
+  allow_foreign_chain:
+    description:
+      - Manage O(dnat_chain) and O(snat_chain) even though they hold rules without a FIP comment (or are empty and jumped to
+        by a rule without C(clusternet fip)). Those rules are kept, in front of the FIP rules.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  purge_other_backend:
+    description:
+      - Remove this module's chains, jumps and FIP rules from the other iptables backend (see the description) in the same
+        run, through its own restore tool. Its conntrack entries are not flushed (conntrack is shared by both backends).
+    type: bool
+    default: false
+    version_added: 0.2.0
   state:
     description:
       - V(present) adds or updates the listed FIPs; V(absent) removes them.
@@ -135,10 +162,36 @@ ipv4:
       description: The (ip6)tables-restore --noflush input applied (would be applied in check mode); empty when in sync.
       type: str
       sample: "*nat\n:CLUSTERNET-FIP-DNAT - [0:0]\n...\nCOMMIT\n"
+    applied:
+      description: Whether the payload was written (false in check mode, when in sync, or when the run failed first).
+      type: bool
+      sample: true
     conntrack_flushed:
-      description: Conntrack entries deleted (that would be deleted, in check mode).
+      description: Conntrack entries deleted (that would be deleted, in check mode); null when the run failed before the flush.
       type: int
       sample: 2
+    other_backend:
+      description: Present when the other iptables backend holds this module's chains or FIP rules.
+      type: dict
+      returned: when the other backend holds them
+      contains:
+        backend:
+          description: V(legacy) or V(nft).
+          type: str
+          sample: legacy
+        found:
+          description: What was found there, as C(chain NAME) and C(rules of floating IP ADDRESS).
+          type: list
+          elements: str
+          sample: [chain CLUSTERNET-FIP-DNAT]
+        payload:
+          description: The removal applied through that backend's restore tool; empty without O(purge_other_backend).
+          type: str
+          sample: ""
+        applied:
+          description: Whether that removal was written.
+          type: bool
+          sample: false
 ipv6:
   description: The same for the IPv6 nat table.
   returned: always
@@ -161,6 +214,8 @@ def main():
             dnat_chain=dict(type='str', default='CLUSTERNET-FIP-DNAT'),
             snat_chain=dict(type='str', default='CLUSTERNET-FIP-SNAT'),
             flush_conntrack=dict(type='bool', default=True),
+            allow_foreign_chain=dict(type='bool', default=False),
+            purge_other_backend=dict(type='bool', default=False),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
         ),
         supports_check_mode=True,

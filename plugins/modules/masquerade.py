@@ -24,6 +24,17 @@ description:
     its chain and jump; a host with no previous rules is simply an empty state.
   - Only the chain and the jumps to it are touched; every other rule of the host is left alone.
     Changing O(chain) does not remove the chain of the old name; run O(state=absent) with the old name first.
+  - "The chain is managed only while it is this module's: it does not exist yet, or every rule in it carries O(comment),
+    or it is empty and every rule that jumps to it carries O(comment). Otherwise (a chain of someone else, or of
+    M(clusternet.node.fip)) the run fails naming the chain and a foreign rule, and changes nothing, in both families,
+    unless O(allow_foreign_chain=true). Changing O(comment) therefore needs O(state=absent) with the old comment first."
+  - Rules are compared by their structure (options and values, the comment as a value however iptables-save quotes it,
+    addresses as addresses), never by text, so every form the save tools print converges.
+  - "The backend the active C(iptables) does not use (C(iptables-legacy) beside C(iptables-nft), or the reverse) is read
+    once per family when its save tool exists and it has a nat table (for legacy, as listed in C(/proc/net/ip_tables_names),
+    so reading never creates it); a chain of this name there is named in a warning, and removed only with
+    O(purge_other_backend=true)."
+  - A failure after a write says exactly which family's transaction was applied and which was not.
   - Writers of this collection are serialized by a host lock.
 version_added: 0.1.0
 author: clusternet maintainers (@clusternet)
@@ -46,12 +57,15 @@ options:
     default: []
   chain:
     description:
-      - The nat chain that holds the rules (at most 28 characters).
+      - The nat chain that holds the rules (at most 28 characters). Built-in chain and target names, and the name of any
+        target extension (C(MASQUERADE), C(DNAT), C(LOG), C(MARK), ...; the host's xtables extension directory is searched too),
+        are refused in any case.
     type: str
     default: CLUSTERNET-POSTRTG
   comment:
     description:
-      - Comment put on every rule and on the jump (printable ASCII without quotes or backslashes).
+      - Comment put on every rule and on the jump (1-255 printable ASCII characters without quotes or backslashes).
+        It marks the rules as this module's; comments starting with C(clusternet fip) belong to M(clusternet.node.fip) and are refused.
     type: str
     default: clusternet masq
   random_fully:
@@ -65,6 +79,20 @@ options:
       - An empty string leaves that rule out.
     type: str
     default: 0x4000/0x4000
+  allow_foreign_chain:
+    description:
+      - Manage O(chain) even though it holds rules without O(comment) (or is empty and jumped to by such a rule).
+        The chain is then rebuilt to hold exactly this module's rules, so those rules are removed.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  purge_other_backend:
+    description:
+      - Remove O(chain) and the jumps to it from the other iptables backend (see the description) in the same run, through
+        its own C(iptables-legacy-restore) or C(iptables-nft-restore). The ownership rule of O(allow_foreign_chain) applies there too.
+    type: bool
+    default: false
+    version_added: 0.2.0
   state:
     description:
       - V(present) keeps the rules for the given CIDRs; V(absent) removes the chain and its jumps in both families.
@@ -113,6 +141,32 @@ ipv4:
       description: The iptables-restore --noflush input applied (would be applied in check mode); empty when in sync.
       type: str
       sample: "*nat\n:CLUSTERNET-POSTRTG - [0:0]\n...\nCOMMIT\n"
+    applied:
+      description: Whether RV(ipv4.payload) was written (false in check mode, when in sync, or when the run failed first).
+      type: bool
+      sample: true
+    other_backend:
+      description: Present when the other iptables backend holds the chain or a jump to it.
+      type: dict
+      returned: when the other backend holds the chain
+      contains:
+        backend:
+          description: V(legacy) or V(nft).
+          type: str
+          sample: legacy
+        found:
+          description: The chain and the rules that jump to it there, as iptables-save lines.
+          type: list
+          elements: str
+          sample: [":CLUSTERNET-POSTRTG - [0:0]"]
+        payload:
+          description: The removal applied through that backend's restore tool; empty without O(purge_other_backend).
+          type: str
+          sample: ""
+        applied:
+          description: Whether that removal was written.
+          type: bool
+          sample: false
 ipv6:
   description: The same keys as RV(ipv4), for the IPv6 nat table (ip6tables).
   returned: always
@@ -132,6 +186,8 @@ def main():
             comment=dict(type='str', default='clusternet masq'),
             random_fully=dict(type='bool', default=True),
             skip_mark=dict(type='str', default='0x4000/0x4000'),
+            allow_foreign_chain=dict(type='bool', default=False),
+            purge_other_backend=dict(type='bool', default=False),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
         ),
         supports_check_mode=True,

@@ -142,13 +142,19 @@ def test_duplicates_reorder_and_extra_jumps_are_repaired(netns):
         '%s -D CLUSTERNET-POSTRTG 6 && %s -I CLUSTERNET-POSTRTG 1 %s' % (IPT['ipv6'], IPT['ipv6'], v6[6][len('-A CLUSTERNET-POSTRTG '):]),
         # a second jump, and a jump without our comment
         '%s -A POSTROUTING -j CLUSTERNET-POSTRTG' % IPT['ipv4'],
-        # a foreign rule inside our chain
+        # a foreign rule inside our chain: refused unless allow_foreign_chain says the chain may be taken over
         '%s -I CLUSTERNET-POSTRTG 2 -s 10.9.9.9/32 -j RETURN' % IPT['ipv4'],
     ]
     for command in damage:
         netns.run(command)
         assert ours(netns, 'ipv4') != v4 or ours(netns, 'ipv6') != v6
-        assert netns.module('masquerade', intent())['changed'] is True
+        args = intent()
+        if '10.9.9.9' in command:
+            before = dict((family, save(netns, family)) for family in ('ipv4', 'ipv6'))
+            assert '-A CLUSTERNET-POSTRTG -s 10.9.9.9/32 -j RETURN' in netns.module('masquerade', args, expect_failure=True)['msg']
+            assert dict((family, save(netns, family)) for family in ('ipv4', 'ipv6')) == before
+            args['allow_foreign_chain'] = True
+        assert netns.module('masquerade', args)['changed'] is True
         assert ours(netns, 'ipv4') == v4 and ours(netns, 'ipv6') == v6
     assert netns.module('masquerade', intent())['changed'] is False
 

@@ -38,8 +38,12 @@ def nat(text=SAVE):
     return ipt.parse_save(text)['nat']
 
 
-def plan(table, wanted, state='present', exclusive=True):
-    return fipmod.plan(table, wanted, state, exclusive, D, S)
+def plan(table, wanted, state='present', exclusive=True, allow_foreign_chain=False):
+    return fipmod.plan(table, wanted, state, exclusive, D, S, allow_foreign_chain)
+
+
+def texts(pairs):
+    return [(chain, rule.text) for chain, rule in pairs]
 
 
 # --- validation -------------------------------------------------------------------
@@ -69,6 +73,8 @@ def test_validate_groups_by_family_in_list_order():
     ([{'external_ip': 'ff02::1', 'internal_ip': 'fd00::5'}], "invalid external_ip 'ff02::1': it is a"),
     ([{'external_ip': '198.51.100.10', 'internal_ip': '127.0.0.1'}], "invalid internal_ip '127.0.0.1': it is a"),
     ([{'external_ip': '2001:db8::1', 'internal_ip': 'fe80::1%eth0'}], "invalid internal_ip 'fe80::1%eth0'"),
+    ([{'external_ip': '::ffff:198.51.100.10', 'internal_ip': '::ffff:10.0.0.5'}], "invalid external_ip '::ffff:198.51.100.10': it is IPv4-mapped"),
+    ([{'external_ip': '2001:db8::1', 'internal_ip': '::ffff:a00:5'}], "invalid internal_ip '::ffff:a00:5': it is IPv4-mapped"),
 ])
 def test_validate_errors_name_the_value(fips, message):
     with pytest.raises(ValueError) as err:
@@ -85,6 +91,9 @@ def test_validate_absent_needs_external_only():
     (D, 'X' * 29, "invalid snat_chain '" + 'X' * 29),
     (D, 'has space', "invalid snat_chain 'has space'"),
     (D, D, 'dnat_chain and snat_chain are both'),
+    ('DNAT', S, "invalid dnat_chain 'DNAT': it is the name of an iptables target extension"),
+    (D, 'MASQUERADE', "invalid snat_chain 'MASQUERADE'"),
+    (D, 'tproxy', "invalid snat_chain 'tproxy'"),
 ])
 def test_validate_chains(dnat, snat, message):
     with pytest.raises(ValueError) as err:
@@ -95,8 +104,8 @@ def test_validate_chains(dnat, snat, message):
 # --- rules ---------------------------------------------------------------------------
 
 def test_desired_rules_exact_text_both_families():
-    assert fipmod.desired_rules(ip('198.51.100.10'), ip('10.0.0.5'), D, S) == [(D, DNAT10), (S, SNAT10)]
-    assert fipmod.desired_rules(ip('2001:db8:ff::10'), ip('fd00:10::5'), D, S) == [
+    assert texts(fipmod.desired_rules(ip('198.51.100.10'), ip('10.0.0.5'), D, S)) == [(D, DNAT10), (S, SNAT10)]
+    assert texts(fipmod.desired_rules(ip('2001:db8:ff::10'), ip('fd00:10::5'), D, S)) == [
         (D, '-d 2001:db8:ff::10/128 -m comment --comment "clusternet fip 2001:db8:ff::10" -j DNAT --to-destination fd00:10::5'),
         (S, '-s fd00:10::5/128 -m comment --comment "clusternet fip 2001:db8:ff::10" -j SNAT --to-source 2001:db8:ff::10'),
     ]
@@ -106,7 +115,7 @@ def test_find_fips_by_comment_anywhere_ignores_jumps_and_foreign_rules():
     stray = '-d 198.51.100.10/32 -m comment --comment "clusternet fip 198.51.100.10" -j DNAT --to-destination 10.0.0.7'
     fips = fipmod.find_fips(nat(SAVE.replace('-A OUTPUT -m', '-A OUTPUT %s\n-A OUTPUT -m' % stray)))
     assert sorted(fips) == [ip('198.51.100.10'), ip('198.51.100.11')]
-    assert fips[ip('198.51.100.10')].rules == [('OUTPUT', stray), (D, DNAT10), (S, SNAT10)]
+    assert texts(fips[ip('198.51.100.10')].rules) == [('OUTPUT', stray), (D, DNAT10), (S, SNAT10)]
     assert fips[ip('198.51.100.10')].internals == [ip('10.0.0.7'), ip('10.0.0.5')]
     assert fips[ip('198.51.100.11')].internal == ip('10.0.0.6')
 
@@ -140,9 +149,9 @@ def test_plan_not_exclusive_keeps_unlisted_verbatim():
     odd = SAVE.replace(SNAT11, SNAT11 + ' --persistent')
     result = plan(nat(odd), {ip('198.51.100.12'): ip('10.0.0.7')}, exclusive=False)
     assert result.removed == [] and result.added == [{'external_ip': '198.51.100.12', 'internal_ip': '10.0.0.7'}]
+    expected = [SNAT10, SNAT11 + ' --persistent', SNAT10.replace('10.0.0.5', '10.0.0.7').replace('198.51.100.10', '198.51.100.12')]
     assert ipt.parse_save('*nat\n%s\nCOMMIT\n' % '\n'.join(
-        line for line in result.lines if line.startswith('-A ')))['nat'].chain_rules(S) == [
-        SNAT10, SNAT11 + ' --persistent', SNAT10.replace('10.0.0.5', '10.0.0.7').replace('198.51.100.10', '198.51.100.12')]
+        line for line in result.lines if line.startswith('-A ')))['nat'].chain_rules(S) == [ipt.Rule(text) for text in expected]
 
 
 def test_plan_not_exclusive_rejects_internal_ip_of_a_kept_fip():
@@ -180,15 +189,15 @@ def test_plan_absent_last_fip_removes_chains_keeps_foreign_rule():
 
 def test_plan_keeps_uncommented_rule_in_our_chain_first():
     text = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (DNAT10, FOREIGN))
-    result = plan(nat(text), {ip('198.51.100.11'): ip('10.0.0.6')})
+    result = plan(nat(text), {ip('198.51.100.11'): ip('10.0.0.6')}, allow_foreign_chain=True)
     assert result.lines[:3] == [':%s - [0:0]' % D, '-A %s %s' % (D, FOREIGN), '-A %s %s' % (D, DNAT11)]
 
 
 def test_rule_with_unparsable_fip_comment_is_foreign_and_kept():
     odd = '-d 192.0.2.1/32 -m comment --comment "clusternet fip 1.2.3" -j DNAT --to-destination 10.9.9.9'
-    assert fipmod.fip_of(odd) is None and fipmod.fip_of(DNAT10) == ip('198.51.100.10')
+    assert fipmod.fip_of(ipt.Rule(odd)) is None and fipmod.fip_of(ipt.Rule(DNAT10)) == ip('198.51.100.10')
     text = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (DNAT10, odd))
-    result = plan(nat(text), {ip('198.51.100.11'): ip('10.0.0.6')})
+    result = plan(nat(text), {ip('198.51.100.11'): ip('10.0.0.6')}, allow_foreign_chain=True)
     assert result.lines[:3] == [':%s - [0:0]' % D, '-A %s %s' % (D, odd), '-A %s %s' % (D, DNAT11)]
 
 
@@ -217,6 +226,39 @@ def test_plan_new_chain_names_move_the_rules():
     assert result.removed == [{'external_ip': '198.51.100.11', 'internal_ip': '10.0.0.6'}]
 
 
+@pytest.mark.parametrize('extra, chain, rule', [
+    ('-A CLUSTERNET-FIP-DNAT %s\n' % FOREIGN, 'dnat_chain', '-A CLUSTERNET-FIP-DNAT ' + FOREIGN),
+    ('-A CLUSTERNET-FIP-SNAT -m comment --comment "clusternet masq" -j MASQUERADE\n', 'snat_chain',
+     '-A CLUSTERNET-FIP-SNAT -m comment --comment "clusternet masq" -j MASQUERADE'),
+])
+def test_plan_refuses_chains_holding_foreign_rules_in_every_state(extra, chain, rule):
+    table = nat(SAVE.replace('COMMIT\n', extra + 'COMMIT\n'))
+    for state, wanted in (('present', {ip('198.51.100.12'): ip('10.0.0.7')}), ('absent', {ip('198.51.100.10'): None}), ('present', {})):
+        with pytest.raises(ValueError) as err:
+            plan(table, wanted, state=state)
+        assert str(err.value).startswith("refusing to manage %s '%s': it holds a rule without this module's comment: %s" % (
+            chain, D if chain == 'dnat_chain' else S, rule))
+
+
+def test_plan_refuses_an_empty_chain_jumped_to_by_a_foreign_rule():
+    table = nat('*nat\n:PREROUTING ACCEPT [0:0]\n:%s - [0:0]\n-A PREROUTING -i eth9 -j %s\nCOMMIT\n' % (D, D))
+    with pytest.raises(ValueError) as err:
+        plan(table, {ip('198.51.100.10'): ip('10.0.0.5')})
+    assert "it is empty and a rule without this module's comment jumps to it: -A PREROUTING -i eth9 -j %s" % D in str(err.value)
+
+
+def test_plan_in_sync_whatever_form_ip6tables_save_prints():
+    """An IPv4-compatible FIP: ip6tables-save prints ::198.51.100.10 where Python prints ::c633:640a."""
+    external, internal = ip('::c633:640a'), ip('fd00:10::5')
+    rules = fipmod.desired_rules(external, internal, D, S)
+    saved = '\n'.join('-A %s %s' % (chain, rule.text.replace('::c633:640a/', '::198.51.100.10/').replace('source ::c633:640a', 'source ::198.51.100.10'))
+                      for chain, rule in rules)
+    assert '-d ::198.51.100.10/128' in saved and '--to-source ::198.51.100.10' in saved
+    text = ('*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:%s - [0:0]\n:%s - [0:0]\n'
+            '-A PREROUTING %s\n-A OUTPUT %s\n-A POSTROUTING %s\n%s\nCOMMIT\n' % (D, S, JUMP_D, JUMP_D, JUMP_S, saved))
+    assert plan(nat(text), {external: internal}).lines == []
+
+
 # --- conntrack selection -----------------------------------------------------------------
 
 @pytest.mark.parametrize('src, dst, selected', [
@@ -230,3 +272,23 @@ def test_conntrack_selects_by_original_tuple(src, dst, selected):
     sources = {ip('10.0.0.5')}
     destinations = {ip('198.51.100.10'), ip('2001:db8:ff::10')}
     assert conntrack.selects(src, dst, sources, destinations) is selected
+
+
+def test_conntrack_flush_failure_names_family_and_addresses(monkeypatch):
+    class NetlinkError(Exception):
+        pass
+
+    def socket(nfgen_family):
+        raise NetlinkError('Operation not permitted')
+
+    monkeypatch.setattr(conntrack, 'LIB', {'NetlinkError': NetlinkError, 'NFCTSocket': socket, 'NFCTAttrTuple': None})
+    with pytest.raises(conntrack.ConntrackError) as err:
+        conntrack.flush('ipv4', {ip('10.0.0.5')}, {ip('198.51.100.10')})
+    assert str(err.value) == 'conntrack ipv4 flush of the entries from 10.0.0.5 or to 198.51.100.10 failed: Operation not permitted'
+
+
+def test_plan_allowed_foreign_chain_without_fips_keeps_its_rules_and_drops_our_jumps():
+    text = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (FOREIGN, DNAT10))
+    result = plan(nat(text), {}, allow_foreign_chain=True)
+    assert result.lines == [':%s - [0:0]' % D, '-A %s %s' % (D, FOREIGN), '-D PREROUTING ' + JUMP_D, '-D OUTPUT ' + JUMP_D,
+                            '-D POSTROUTING ' + JUMP_S, ':%s - [0:0]' % S, '-X %s' % S]
