@@ -62,11 +62,15 @@ options:
     type: dict
     default: {}
   masquerade:
-    description: Further options for M(clusternet.node.masquerade) (C(chain), C(comment), C(random_fully), C(skip_mark), C(allow_foreign_chain), C(purge_other_backend)).
+    description:
+      - Further options for M(clusternet.node.masquerade) (C(chain), C(comment), C(random_fully), C(skip_mark),
+        C(allow_foreign_chain), C(purge_other_backend)).
     type: dict
     default: {}
   fip:
-    description: Further options for M(clusternet.node.fip) (C(exclusive), C(dnat_chain), C(snat_chain), C(flush_conntrack), C(allow_foreign_chain), C(purge_other_backend)).
+    description:
+      - Further options for M(clusternet.node.fip) (C(exclusive), C(dnat_chain), C(snat_chain), C(flush_conntrack),
+        C(allow_foreign_chain), C(purge_other_backend)).
     type: dict
     default: {}
 notes:
