@@ -230,16 +230,18 @@ def test_50k_to_50k_per_family_is_swapped_never_empty_and_keeps_references(netns
 
 
 def test_swap_keeps_entries_another_writer_adds_meanwhile(netns):
+    """A writer starts adding when the module's restore starts (after its read, so none of
+    its entries are the module's to remove) and goes on past the swap: every entry it
+    added is in the set afterwards, through the carry-over or straight into the new set."""
     old, new = OLD4[:40000], NEW4[:40000]
     netns.module('ipset', {'name': 'big', 'families': ['ipv4'], 'entries': old})
     tmp = tempfile.mkdtemp(prefix='ipset-writer-')
-    writer = netns.popen("cd %s && timeout 120 sh -c 'i=0; while [ ! -e stop ]; do i=$((i+1)); "
-                         "e=10.200.$((i / 250)).$((i %% 250 + 1)); ipset add big $e && echo $e >> written; done'" % tmp)
-    time.sleep(0.3)
-    netns.module('ipset', {'name': 'big', 'families': ['ipv4'], 'entries': new})
-    time.sleep(0.3)
+    writer = ("(cd %s && i=0; while [ ! -e stop ]; do i=$((i+1)); e=10.200.$((i / 250)).$((i %% 250 + 1)); "
+              "ipset add big $e && echo $e >> written; done) >/dev/null 2>&1 &" % tmp)
+    run_with_fault(netns, {'name': 'big', 'families': ['ipv4'], 'entries': new}, writer, expect_failure=False)
+    time.sleep(0.5)
     open(os.path.join(tmp, 'stop'), 'w').close()
-    writer.wait(timeout=60)
+    time.sleep(0.5)
     with open(os.path.join(tmp, 'written')) as handle:
         written = set(handle.read().split())
     assert len(written) > 50
@@ -262,15 +264,18 @@ def restore_pid(ns):
 
 
 def start_module(ns, args):
-    return subprocess.Popen([sys.executable, '-c', RUN_MODULE, ns.name, json.dumps(args)], cwd=os.path.join(REPO, 'tests'),
+    """The module in a process of its own (its own ansible-playbook), whatever its outcome."""
+    play = tempfile.NamedTemporaryFile('w', suffix='.json', delete=False)
+    with play:
+        json.dump([{'hosts': 'all', 'gather_facts': False, 'tasks': [{'clusternet.node.ipset': args}]}], play)
+    return subprocess.Popen([sys.executable, '-c', RUN_MODULE, ns.name, play.name], cwd=os.path.join(REPO, 'tests'),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 RUN_MODULE = '''
-import json, sys
+import sys
 from harness import run_playbook
-task = {"clusternet.node.ipset": json.loads(sys.argv[2])}
-print(run_playbook(json.dumps([{"hosts": "all", "gather_facts": False, "tasks": [task]}]), netns=sys.argv[1]).stdout)
+print(run_playbook(open(sys.argv[2]).read(), netns=sys.argv[1]).stdout)
 '''
 
 
@@ -356,18 +361,18 @@ def test_a_stale_temporary_set_that_is_not_ours_is_refused_and_left(netns):
 
 # --- class 4: a restore that fails part-way says what it applied ---------------------------
 
-def run_with_fault(ns, args, fault):
+def run_with_fault(ns, args, fault, expect_failure=True):
     """Run the module with an `ipset` first in PATH that runs `fault` (shell, real ipset)
     once, just before the module's first restore: another writer acting at the worst moment."""
     tmp = tempfile.mkdtemp(prefix='ipset-fault-')
     with open(os.path.join(tmp, 'ipset'), 'w') as handle:
-        handle.write('#!/bin/sh\nif [ "$1" = restore ] && [ ! -e %s/done ]; then touch %s/done; %s; fi\nexec /usr/sbin/ipset "$@"\n'
+        handle.write('#!/bin/sh\nif [ "$1" = restore ] && [ ! -e %s/done ]; then\ntouch %s/done\n%s\nfi\nexec /usr/sbin/ipset "$@"\n'
                      % (tmp, tmp, fault.replace('ipset ', '/usr/sbin/ipset ')))
     os.chmod(os.path.join(tmp, 'ipset'), 0o755)
     play = json.dumps([{'hosts': 'all', 'gather_facts': False, 'tasks': [{'clusternet.node.ipset': args}]}])
     proc = run_playbook(play, netns=ns.name, env={'PATH': tmp + os.pathsep + os.environ['PATH']})
     result = json.loads(proc.stdout)['plays'][0]['tasks'][0]['hosts']['localhost']
-    assert result.get('failed'), result
+    assert bool(result.get('failed')) == expect_failure, result
     return result
 
 
