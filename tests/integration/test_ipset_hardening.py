@@ -286,7 +286,7 @@ def kill_restore_after(netns, delay):
     the killed one left (with a warning naming it). Returns (sets still old, sets left)."""
     netns.module('ipset', {'name': 'big', 'entries': OLD4 + OLD6})
     run = start_module(netns, {'name': 'big', 'entries': NEW4 + NEW6})
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # beyond the module's 120 s host-lock wait
     pid = None
     while pid is None:
         assert time.monotonic() < deadline and run.poll() is None, 'no ipset restore seen'
@@ -328,7 +328,7 @@ def test_kill_9_of_the_module_lets_the_restore_finish_whole(netns):
     ipset a cut-off line, and the restore it started runs to its end."""
     netns.module('ipset', {'name': 'big', 'entries': OLD4 + OLD6})
     run = start_module(netns, {'name': 'big', 'entries': NEW4 + NEW6})
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # beyond the module's 120 s host-lock wait
     while restore_pid(netns) is None:
         assert time.monotonic() < deadline and run.poll() is None
     inode = os.stat('/run/netns/%s' % netns.name).st_ino
