@@ -12,18 +12,29 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import hashlib
+import os
+import re
 import socket
+import tempfile
 
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6, family_of_version, parse_address, parse_network
 from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
+from ansible_collections.clusternet.node.plugins.module_utils.names import IPSET_MAXNAMELEN, check_interface_name, check_set_name
 
-MAX_NAME = 31
+MAX_NAME = IPSET_MAXNAMELEN - 1
 DEFAULT_MAXELEM = 65536
+# the kernel raises a smaller hashsize to 64 and rounds it up to a power of two;
+# it needs fls(hashsize - 1) <= 31 (ip_set_hash_gen.h); maxelem is a u32
+MIN_HASHSIZE = 64
+MAX_HASHSIZE = 1 << 31
+MAX_MAXELEM = (1 << 32) - 1
+TMP_PREFIX = '~cn-tmp-'
 IPV6_PREFIX = 'inet6:'
 KERNEL_FAMILY = {IPV4: 'inet', IPV6: 'inet6'}
 FAMILY_OF_KERNEL = dict((v, k) for k, v in KERNEL_FAMILY.items())
 PORT_PROTOCOLS = ('tcp', 'udp', 'sctp', 'udplite')
-MAX_IFACE = 15
 # create options that take no value; every other option is followed by one
 HEADER_FLAGS = ('counters', 'comment', 'skbinfo', 'forceadd')
 
@@ -51,8 +62,21 @@ def shape(set_type):
 
 # --- names ------------------------------------------------------------------
 
+def tmp_name(name):
+    """The temporary set a replacement of `name` is filled in before the swap: 31
+    characters, starting with the TMP_PREFIX that set_names refuses in a user's name,
+    so it cannot be a set this module was asked to manage, and derived from `name` alone,
+    so the next run finds what a killed run left behind."""
+    digest = hashlib.sha256(b'clusternet.node ipset swap ' + name.encode('ascii')).digest()
+    return TMP_PREFIX + base64.b32encode(digest).decode('ascii').lower()[:MAX_NAME - len(TMP_PREFIX)]
+
+
 def set_names(name, ipv6_name, families):
-    """{family: set name} for the requested families; ValueError naming a bad name."""
+    """{family: set name} for the requested families; ValueError naming a bad name.
+
+    Each final name follows names.check_set_name, and so does an IPv6 name without its
+    inet6: prefix; a name starting with "~" is refused as the temporary sets' prefix.
+    """
     if not families:
         raise ValueError('families is empty: name at least one of ipv4, ipv6')
     names = {IPV4: name, IPV6: ipv6_name or IPV6_PREFIX + name}
@@ -60,15 +84,28 @@ def set_names(name, ipv6_name, families):
         raise ValueError('name %r must not start with %r: that prefix marks the IPv6 copy' % (name, IPV6_PREFIX))
     out = {}
     for family in families:
-        final = names[family]
-        if not final or len(final) > MAX_NAME:
-            raise ValueError('%s set name %r is %d characters; ipset allows 1 to %d' % (family, final, len(final), MAX_NAME))
-        if final != final.strip() or any(c.isspace() for c in final):
-            raise ValueError('%s set name %r contains whitespace' % (family, final))
+        final = check_set_name(names[family], '%s set name' % family)
+        body = final
+        if family == IPV6 and final.startswith(IPV6_PREFIX):
+            body = check_set_name(final[len(IPV6_PREFIX):], '%s set name %r without its %s prefix,' % (family, final, IPV6_PREFIX))
+        if body.startswith(TMP_PREFIX[0]):
+            raise ValueError('%s set name %r starts with %r, which this module keeps for its temporary sets' % (family, final, TMP_PREFIX[0]))
         out[family] = final
     if len(set(out.values())) != len(out):
         raise ValueError('the IPv4 and IPv6 sets must have different names, both are %r' % name)
     return out
+
+
+def check_create_options(hashsize, maxelem):
+    """ValueError for a hashsize or maxelem the kernel would refuse or silently change."""
+    if hashsize is not None:
+        if not MIN_HASHSIZE <= hashsize <= MAX_HASHSIZE:
+            raise ValueError('hashsize %d is out of range: the kernel takes a power of two from %d to %d'
+                             % (hashsize, MIN_HASHSIZE, MAX_HASHSIZE))
+        if hashsize & (hashsize - 1):
+            raise ValueError('hashsize %d is not a power of two: the kernel would make it %d' % (hashsize, 1 << hashsize.bit_length()))
+    if maxelem is not None and not 1 <= maxelem <= MAX_MAXELEM:
+        raise ValueError('maxelem %d is out of range: ipset takes 1 to %d (32 bits)' % (maxelem, MAX_MAXELEM))
 
 
 # --- entries ----------------------------------------------------------------
@@ -86,9 +123,15 @@ def _packed(text, parse):
         raise ValueError('invalid address %r: ipset does not accept this form' % text) from None
 
 
+def _decimal(text):
+    """Whether text is a decimal number in ASCII digits: str.isdigit() and int() also
+    take other scripts' digits ('\u0668' is 8), which ipset does not."""
+    return bool(text) and all('0' <= c <= '9' for c in text)
+
+
 def _prefix(text, plen, version):
     bits = 32 if version == 4 else 128
-    if not plen.isdigit() or int(plen) > bits:
+    if not _decimal(plen) or int(plen) > bits:
         raise ValueError('invalid prefix length in %r: expected 0 to %d' % (text, bits))
     return bits, int(plen)
 
@@ -124,7 +167,7 @@ def _port(text):
     proto = proto.lower()
     if proto not in PORT_PROTOCOLS:
         raise ValueError('protocol %r is not one of %s' % (proto, ', '.join(PORT_PROTOCOLS)))
-    if port.isdigit():
+    if _decimal(port):
         number = int(port)
     else:
         try:
@@ -138,8 +181,10 @@ def _port(text):
 
 def _iface(text):
     name = text[len('physdev:'):] if text.startswith('physdev:') else text
-    if not name or len(name) > MAX_IFACE or '/' in name or any(c.isspace() for c in name) or name in ('.', '..'):
-        raise ValueError('interface name %r is not a valid Linux interface name' % name)
+    check_interface_name(name)
+    if '"' in name:
+        # the kernel allows it, ipset restore takes it as a quote
+        raise ValueError('interface name %r contains \'"\', which ipset restore cannot pass' % name)
     return None, [text]
 
 
@@ -184,33 +229,42 @@ def desired_entries(entries, set_type, families, known=None):
     no-change run of a large set is mostly this).
     """
     out = dict((family, set()) for family in families)
-    known = known or {}
+    known = list((known or {}).items())
     for value in entries:
-        family = next((fam for fam, live in known.items() if value in live), None)
-        if family:
-            out[family].add(value)
-            continue
-        family, texts = normalize_entry(value, set_type)
-        if family not in out:
-            raise ValueError('entry %r is %s but families is %s' % (value, family, ', '.join(families)))
-        out[family].update(texts)
+        for family, live in known:
+            if value in live:
+                out[family].add(value)
+                break
+        else:
+            family, texts = normalize_entry(value, set_type)
+            if family not in out:
+                raise ValueError('entry %r is %s but families is %s' % (value, family, ', '.join(families)))
+            out[family].update(texts)
     return out
 
 
 # --- live sets --------------------------------------------------------------
 
 class IpSet(object):
-    """One set of an `ipset save` dump: its header and the key of every entry."""
+    """One set of an `ipset save` dump. An entry is its key (what `del` needs);
+    `nomatch` entries are kept apart, since `X nomatch` is not the entry X."""
 
-    def __init__(self, name, set_type, options):
+    def __init__(self, name, set_type, header):
         self.name = name
         self.type = set_type
-        self.options = options
-        self.entries = set()
+        self.header = header  # the create options as saved, initval left out
+        self.options = parse_header(header.split())
+        self.entries = set()  # keys of plain entries
+        self.nomatch = set()  # keys of entries flagged nomatch
+        self.extras = {}  # key -> what `ipset save` printed after it (timeout, counters, comment, nomatch)
 
     @property
     def family(self):
         return FAMILY_OF_KERNEL.get(self.options.get('family'), self.options.get('family'))
+
+    def labels(self):
+        """Every entry as its key, with ' nomatch' after a nomatch one."""
+        return self.entries | set(key + ' nomatch' for key in self.nomatch)
 
 
 def parse_header(tokens):
@@ -228,17 +282,32 @@ def parse_header(tokens):
     return options
 
 
+def _is_nomatch(extras):
+    # outside the double quotes of a comment (ipset comments cannot hold a quote)
+    return any('nomatch' in part.split() for part in extras.split('"')[::2])
+
+
 def parse_save(text):
-    """Parse `ipset save` output into {name: IpSet}. Per-entry extras (timeout,
-    counters, comment) are dropped: an entry is its key, what `del` needs."""
+    """Parse `ipset save` output into {name: IpSet}."""
     sets = {}
+    current = None
     for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+        tokens = line.split(None, 3)
+        if len(tokens) == 3 and tokens[0] == 'add' and current and tokens[1] == current.name:
+            current.entries.add(tokens[2])  # the common case, kept fast
+        elif not tokens:
             continue
-        tokens = line.split()
-        if tokens[0] == 'create' and len(tokens) >= 3:
-            sets[tokens[1]] = IpSet(tokens[1], tokens[2], parse_header(tokens[3:]))
-        elif tokens[0] == 'add' and len(tokens) >= 3 and tokens[1] in sets:
+        elif tokens[0] == 'create' and len(tokens) >= 3:
+            header = line.split()[3:]
+            if 'initval' in header[:-1]:
+                at = header.index('initval')
+                del header[at:at + 2]
+            current = sets[tokens[1]] = IpSet(tokens[1], tokens[2], ' '.join(header))
+        elif tokens[0] == 'add' and len(tokens) == 4 and tokens[1] in sets:
+            target, key, extras = sets[tokens[1]], tokens[2], tokens[3]
+            (target.nomatch if _is_nomatch(extras) else target.entries).add(key)
+            target.extras[key] = extras
+        elif tokens[0] == 'add' and len(tokens) == 3 and tokens[1] in sets:
             sets[tokens[1]].entries.add(tokens[2])
         else:
             raise ValueError('unexpected ipset save line %d: %r' % (lineno, line))
@@ -258,10 +327,14 @@ def check_existing(current, set_type, family, maxelem):
 
 # --- delta ------------------------------------------------------------------
 
-def delta(current_entries, desired, exclusive):
-    """(added, removed), each sorted: only what differs, nothing in both is touched."""
+def delta(current_entries, desired, exclusive, nomatch=frozenset()):
+    """(added, removed) keys, each sorted: only what differs, nothing in both is touched.
+
+    A desired key held as `nomatch` is added: `add -exist` clears the flag in place, so
+    the key is never absent. With exclusive, undesired nomatch entries are removed too.
+    """
     added = sorted(desired - current_entries)
-    removed = sorted(current_entries - desired) if exclusive else []
+    removed = sorted((current_entries | nomatch) - desired) if exclusive else []
     return added, removed
 
 
@@ -274,14 +347,44 @@ def render_create(name, set_type, family, hashsize=None, maxelem=None):
     return line
 
 
-def render_changes(name, added, removed, size, maxelem):
-    """Restore lines for one set. Adds go first so a set being replaced is never
-    empty, unless that would overflow maxelem; then removes go first."""
-    adds = ['add %s %s' % (name, entry) for entry in added]
-    dels = ['del %s %s' % (name, entry) for entry in removed]
-    if size + len(added) > maxelem:
-        return dels + adds
-    return adds + dels
+def render_changes(batch, name, added, removed):
+    """A set's delta in place: adds first, so a set being replaced is never empty.
+    Only for a delta that fits beside the old entries (see render_swap)."""
+    for key in added:
+        batch.put('add %s %s' % (name, key), name, 'add', key)
+    for key in removed:
+        batch.put('del %s %s' % (name, key), name, 'del', key)
+
+
+def render_swap(batch, current, entries):
+    """A set's replacement when the new entries do not fit beside the old ones: fill
+    the temporary set, then swap it in (kube-router's way), so the set holds all of its
+    old entries or all of its new ones, whenever the batch stops. Kept entries keep
+    what `ipset save` printed after them (timeout, counters, comment)."""
+    tmp = tmp_name(current.name)
+    batch.put('create %s %s %s' % (tmp, current.type, current.header), tmp, 'create')
+    batch.put('flush %s' % tmp, tmp, 'flush')
+    for key in sorted(entries):
+        extras = current.extras.get(key) if key in current.entries else None
+        batch.put('add %s %s %s' % (tmp, key, extras) if extras else 'add %s %s' % (tmp, key), tmp, 'add', key)
+    # the temporary name last: a line cut short cannot name another set
+    batch.put('swap %s %s' % (current.name, tmp), current.name, 'swap', tmp)
+    return tmp
+
+
+def render_carry_over(batch, read, old, added, removed):
+    """After a swap, `old` (the temporary set's content) is the replaced set as it was
+    at the swap: give the new set what other writers did to it since `read`, as the
+    in-place delta would have kept it (entries they added, entries they removed that this
+    run did not touch), then destroy the temporary set."""
+    before = read.entries | read.nomatch
+    now = old.entries | old.nomatch
+    for key in sorted(now - before):
+        extras = old.extras.get(key)
+        batch.put('add %s %s %s' % (read.name, key, extras) if extras else 'add %s %s' % (read.name, key), read.name, 'add', key)
+    for key in sorted(before - now - set(added) - set(removed)):
+        batch.put('del %s %s' % (read.name, key), read.name, 'del', key)
+    batch.put('destroy %s' % old.name, old.name, 'destroy')
 
 
 def render_set(name, entries):
@@ -289,10 +392,58 @@ def render_set(name, entries):
     return ''.join('add %s %s\n' % (name, entry) for entry in sorted(entries))
 
 
+class Batch(list):
+    """`ipset restore` lines, and for each what it does, (set name, action, key), so a
+    failure at line N can say exactly what lines 1 to N-1 did."""
+
+    def __init__(self):
+        list.__init__(self)
+        self.ops = []
+        self.swaps = []  # (set read before the swap, its temporary set's name, added, removed)
+
+    def put(self, line, target, action, key=None):
+        self.append(line)
+        self.ops.append((target, action, key))
+
+
+def applied(ops):
+    """{set name: what ops did to it} in the order the sets were first touched."""
+    done = {}
+    for target, action, key in ops:
+        did = done.setdefault(target, {})
+        if action in ('add', 'del'):
+            did.setdefault('added' if action == 'add' else 'removed', []).append(key)
+        else:
+            did[{'create': 'created', 'flush': 'flushed', 'swap': 'swapped_with', 'destroy': 'destroyed'}[action]] = key or True
+    return done
+
+
+def say(done):
+    if not done:
+        return 'nothing'
+    parts = []
+    for name, did in done.items():
+        words = [word for word in ('created', 'flushed') if word in did]
+        words += ['%d added' % len(did['added'])] if 'added' in did else []
+        words += ['%d removed' % len(did['removed'])] if 'removed' in did else []
+        words += ['swapped with %s' % did['swapped_with']] if 'swapped_with' in did else []
+        words += ['destroyed'] if 'destroyed' in did else []
+        parts.append('%s: %s' % (name, ', '.join(words)))
+    return '; '.join(parts)
+
+
 # --- kernel I/O -------------------------------------------------------------
 
 def _ipset(module):
     return module.get_bin_path('ipset', required=True)
+
+
+def list_names(module):
+    """The names of every set (one `ipset list -n`)."""
+    rc, out, err = module.run_command([_ipset(module), 'list', '-n'])
+    if rc != 0:
+        module.fail_json(msg='ipset list -n failed: %s' % err.strip())
+    return set(out.splitlines())
 
 
 def save_set(module, name):
@@ -305,65 +456,157 @@ def save_set(module, name):
     return parse_save(out).get(name)
 
 
-def references(module, name):
-    """How many kernel components (iptables rules, list:set sets) use the set."""
+def terse(module, name):
+    """`ipset list -t NAME` as {'Type': ..., 'Header': ..., 'References': ...}, or None."""
     rc, out, err = module.run_command([_ipset(module), 'list', '-t', name])
     if rc != 0:
+        if 'does not exist' in err:
+            return None
         module.fail_json(msg='ipset list -t %s failed: %s' % (name, err.strip()))
-    for line in out.splitlines():
-        if line.startswith('References:'):
-            return int(line.split(':', 1)[1])
-    return 0
+    return dict(line.split(': ', 1) for line in out.splitlines() if ': ' in line)
 
 
-def restore(module, lines):
-    """One `ipset restore -exist` batch. -exist makes an add of an entry a
-    concurrent writer already added, or a del of one it already removed, a no-op."""
-    payload = '\n'.join(lines) + '\n'
-    rc, _out, err = module.run_command([_ipset(module), 'restore', '-exist'], data=payload, binary_data=True)
-    if rc != 0:
-        module.fail_json(msg='ipset restore failed (ipset restore is not transactional: lines before the failing one were applied): %s' % err.strip())
+def references(module, name):
+    """How many kernel components (iptables rules, list:set sets) use the set."""
+    return int((terse(module, name) or {}).get('References', 0))
+
+
+def restore(module, batch, before=None):
+    """One `ipset restore -exist` of the batch, read from a file written in full first,
+    so a killed run cannot hand ipset a cut-off line (`add s 10.0.0.12` cut to
+    `add s 10.0.0.1`). -exist makes an add of an entry a concurrent writer already
+    added, or a del of one it already removed, a no-op. ipset restore stops at the first
+    error and is not transactional: the failure names what the lines before it did,
+    and what the batch `before` (already applied) did."""
+    fd, path = tempfile.mkstemp(prefix='ipset-restore-', dir=module.tmpdir)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as handle:
+            handle.write('\n'.join(batch) + '\n')
+        rc, _out, err = module.run_command([_ipset(module), 'restore', '-exist', '-file', path])
+    finally:
+        os.unlink(path)
+    if rc == 0:
+        return
+    err = err.strip()
+    earlier = ' An earlier batch of this run had applied: %s.' % say(applied(before.ops)) if before else ''
+    found = re.search(r'Error in line (\d+):', err)
+    if not found:
+        module.fail_json(msg='ipset restore failed without naming a line: %s. What it applied is unknown; '
+                             'read the sets with ipset save.%s' % (err, earlier), applied=None)
+    line = min(int(found.group(1)), len(batch))
+    done = applied(batch.ops[:line - 1])
+    cleanup = _drop_temporaries(module, batch.ops[:line])
+    module.fail_json(
+        msg='ipset restore failed at line %d of %d (%s): %s. ipset restore is not transactional and stops at the '
+            'first error: the lines before it applied %s; that line and the %d after it applied nothing.%s%s'
+            % (line, len(batch), batch[line - 1], err, say(done), len(batch) - line, cleanup, earlier),
+        applied=done, failed_line=batch[line - 1])
+
+
+def _drop_temporaries(module, ops):
+    """Destroy the temporary sets a failed batch created (best effort: the next run
+    removes what is left). Returns a sentence for the failure message."""
+    temporaries = sorted(set(target for target, action, _key in ops if action == 'create' and target.startswith(TMP_PREFIX)))
+    if not temporaries:
+        return ''
+    left = []
+    for name in temporaries:
+        rc, _out, err = module.run_command([_ipset(module), 'destroy', name])
+        if rc != 0 and 'does not exist' not in err:
+            left.append(name)
+    if left:
+        return ' Temporary set(s) %s are left; the next run removes them.' % ', '.join(left)
+    return ' The temporary set(s) %s were destroyed again.' % ', '.join(temporaries)
 
 
 # --- the module's run -------------------------------------------------------
 
-def _plan_present(params, names, desired, live):
+def _stale_temporaries(module, names, existing, batch):
+    """Destroy lines for temporary sets a killed run left. Only a set with a name
+    tmp_name() gives, a hash type of the right family and no reference is ours; any
+    other set of that name is an error, and nothing is changed."""
+    stale = []
+    for family, name in names.items():
+        tmp = tmp_name(name)
+        info = terse(module, tmp) if tmp in existing else None
+        if info is None:
+            continue
+        header = info.get('Header', '').split()
+        ours = (info.get('Type') in SET_TYPES and header[:2] == ['family', KERNEL_FAMILY[family]]
+                and info.get('References') == '0')
+        if not ours:
+            raise ValueError('set %r has the name of the temporary set for %r but is not one this module left '
+                             '(type %s, %s, %s references); remove it by hand; nothing was changed'
+                             % (tmp, name, info.get('Type'), info.get('Header'), info.get('References')))
+        batch.put('destroy %s' % tmp, tmp, 'destroy')
+        stale.append(tmp)
+    return stale
+
+
+def _plan_present(params, names, desired, live, batch=None):
     """(restore lines, per-family result, diff before, diff after) for state=present."""
-    lines, result, before, after = [], {}, [], []
+    batch = Batch() if batch is None else batch
+    result, before, after = {}, [], []
     for family, name in names.items():
         current = live[family]
         entries = current.entries if current else set()
+        nomatch = current.nomatch if current else set()
         if current:
             check_existing(current, params['set_type'], family, params['maxelem'])
             maxelem = int(current.options.get('maxelem', DEFAULT_MAXELEM))
         else:
-            lines.append(render_create(name, params['set_type'], family, params['hashsize'], params['maxelem']))
+            batch.put(render_create(name, params['set_type'], family, params['hashsize'], params['maxelem']), name, 'create')
             maxelem = params['maxelem'] or DEFAULT_MAXELEM
         final = desired[family] if params['exclusive'] else entries | desired[family]
-        if len(final) > maxelem:
-            raise ValueError('set %r would hold %d entries, more than its maxelem %d' % (name, len(final), maxelem))
-        added, removed = delta(entries, desired[family], params['exclusive'])
-        lines.extend(render_changes(name, added, removed, len(entries), maxelem))
-        result[family] = {'name': name, 'added': added, 'removed': removed}
-        before.append(render_set(name, entries) if current else '')
-        after.append(render_set(name, final))
-    return lines, result, before, after
+        kept_nomatch = set() if params['exclusive'] else nomatch - desired[family]
+        if len(final) + len(kept_nomatch) > maxelem:
+            raise ValueError('set %r would hold %d entries, more than its maxelem %d' % (name, len(final) + len(kept_nomatch), maxelem))
+        added, removed = delta(entries, desired[family], params['exclusive'], nomatch)
+        # a flag cleared in place takes no room
+        if len(entries) + len(nomatch) + len(set(added) - nomatch) <= maxelem:
+            render_changes(batch, name, added, removed)
+        else:
+            # only an exclusive run gets here: without it the old entries stay, so they fit
+            batch.swaps.append((current, render_swap(batch, current, desired[family]), added, removed))
+        result[family] = {'name': name, 'added': added,
+                          'removed': [key + ' nomatch' if key in nomatch else key for key in removed]}
+        before.append(render_set(name, current.labels()) if current else '')
+        after.append(render_set(name, final | set(key + ' nomatch' for key in kept_nomatch)))
+    return batch, result, before, after
 
 
-def _plan_absent(module, names, live):
+def _plan_absent(module, names, live, batch=None):
     """Destroy lines for the existing sets; fails before any line if one is in use."""
+    batch = Batch() if batch is None else batch
     existing = [family for family in names if live[family]]
     for family in existing:
         count = references(module, names[family])
         if count:
             raise ValueError('set %r is in use by %d kernel reference(s) (an iptables rule or a list:set): '
                              'remove them first; nothing was destroyed' % (names[family], count))
-    lines = ['destroy %s' % names[family] for family in existing]
+    for family in existing:
+        batch.put('destroy %s' % names[family], names[family], 'destroy')
     result = dict((family, {'name': name, 'added': [],
-                            'removed': sorted(live[family].entries) if live[family] else []})
+                            'removed': sorted(live[family].labels()) if live[family] else []})
                   for family, name in names.items())
-    before = [render_set(names[family], live[family].entries) for family in existing]
-    return lines, result, before, []
+    before = [render_set(names[family], live[family].labels()) for family in existing]
+    return batch, result, before, []
+
+
+def _apply(module, batch):
+    """Run the batch; then, for each set replaced by a swap, carry over what other
+    writers did meanwhile and destroy its temporary set, in a second batch."""
+    restore(module, batch)
+    if not batch.swaps:
+        return
+    second = Batch()
+    for read, tmp, added, removed in batch.swaps:
+        old = save_set(module, tmp)
+        if old is None:
+            module.fail_json(msg='temporary set %s vanished after the swap into %s: another writer destroyed it; '
+                                 '%s holds its new entries' % (tmp, read.name, read.name), applied=applied(batch.ops))
+        render_carry_over(second, read, old, added, removed)
+    restore(module, second, before=batch)
 
 
 def run(module):
@@ -373,23 +616,29 @@ def run(module):
     families = [family for family in FAMILIES if family in params['families']]
     try:
         names = set_names(params['name'], params['ipv6_name'], families)
+        check_create_options(params['hashsize'], params['maxelem'])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     with host_lock(module):
-        live = dict((family, save_set(module, name)) for family, name in names.items())
+        existing = list_names(module)
+        live = dict((family, save_set(module, name) if name in existing else None) for family, name in names.items())
         try:
+            batch = Batch()
+            stale = _stale_temporaries(module, names, existing, batch)
             if params['state'] == 'present':
-                known = dict((family, current.entries) for family, current in live.items()
+                known = dict((family, current.entries | current.nomatch) for family, current in live.items()
                              if current and current.type == params['set_type'] and current.family == family)
                 desired = desired_entries(params['entries'], params['set_type'], families, known)
-                lines, result, before, after = _plan_present(params, names, desired, live)
+                batch, result, before, after = _plan_present(params, names, desired, live, batch)
             else:
-                lines, result, before, after = _plan_absent(module, names, live)
+                batch, result, before, after = _plan_absent(module, names, live, batch)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-        if lines and not module.check_mode:
-            restore(module, lines)
-    result['changed'] = bool(lines)
+        for tmp in stale:
+            module.warn('%s the temporary set %s an interrupted run left' % ('would destroy' if module.check_mode else 'destroyed', tmp))
+        if batch and not module.check_mode:
+            _apply(module, batch)
+    result['changed'] = bool(batch)
     if module._diff:
         result['diff'] = {'before': ''.join(before), 'after': ''.join(after)}
     return result

@@ -16,7 +16,19 @@ description:
   - Every run reads the live sets with C(ipset save NAME), computes the delta and applies only that delta
     in one C(ipset restore -exist) batch, so entries another process adds meanwhile are kept.
     Entries present in both the old and the new list are never removed, not even for a moment.
-  - Sets not named by the task are never read, written, flushed, swapped or destroyed.
+  - When the new entries do not fit beside the old ones within the set's maxelem, the new content is
+    filled into a temporary set and swapped in with C(ipset swap), as kube-router does; the set holds
+    all of its old entries or all of its new ones at every moment, even when the run is killed.
+    Entries other writers added or removed meanwhile are carried over after the swap. The temporary
+    set is named C(~cn-tmp-) plus 23 characters derived from the set's name; one left by a killed run
+    is destroyed (with a warning) by the next run on that set, if it is unreferenced and of the set's family.
+  - An entry flagged C(nomatch) in the kernel is not the plain entry. A listed entry held as
+    C(nomatch) becomes a plain entry in place (never absent); other C(nomatch) entries are removed
+    with O(exclusive=true) and kept with O(exclusive=false).
+  - C(ipset restore) is not transactional and stops at its first error. A failed run names the failing
+    line and exactly what the lines before it applied (also in C(applied)).
+  - Sets not named by the task are never written, flushed, swapped or destroyed; of them only the names
+    are read (C(ipset list -n)), to find a temporary set a killed run left.
   - Runs of this collection's modules on one host are serialized by a host lock.
   - All input is validated before the kernel is touched.
 version_added: 0.1.0
@@ -30,11 +42,15 @@ options:
     description:
       - Name of the IPv4 set, and base of the IPv6 set's name.
       - Must not start with C(inet6:). Final names are limited to 31 characters, C(inet6:) included.
+      - A set name is printable ASCII without space, C(") or C(,), and does not start with C(-)
+        (ipset would read it as one of its options, such as C(-n) or C(-exist), on any command line and
+        restore line, and ipset has no C(--)) or C(~) (kept for the module's temporary sets).
     type: str
     required: true
   ipv6_name:
     description:
       - Name of the IPv6 set. Default C(inet6:) + O(name).
+      - Follows the rule of O(name); so does the part after an C(inet6:) prefix.
     type: str
   set_type:
     description:
@@ -42,9 +58,11 @@ options:
       - C(hash:ip) V(10.42.1.6); C(hash:net) V(10.42.0.0/16); C(hash:ip,port) V(10.96.0.1,tcp:443);
         C(hash:net,port) V(10.42.0.0/16,udp:53); C(hash:ip,port,ip) V(10.0.0.1,tcp:80,10.0.0.2);
         C(hash:ip,port,net) V(10.0.0.1,tcp:80,10.1.0.0/16); C(hash:net,iface) V(10.42.0.0/16,eth0)
-        or V(10.42.0.0/16,physdev:eth0).
+        or V(10.42.0.0/16,physdev:eth0); the interface name follows the kernel's rule (1 to 15 bytes of
+        UTF-8, no C(/), C(:) or whitespace) and must not hold C(").
       - A port is V(PROTO:PORT) with PROTO one of C(tcp), C(udp), C(sctp), C(udplite) and PORT a number or a
         service name; a bare port means C(tcp). Port ranges and ICMP types are not supported.
+      - Numbers (ports, prefix lengths) are ASCII digits only.
       - A network's host bits must be zero. A C(/0) network, which the kernel refuses in C(hash:net),
         C(hash:net,port) and C(hash:ip,port,net), is stored as its two C(/1) halves, as kube-router does.
     type: str
@@ -72,13 +90,15 @@ options:
     default: true
   maxelem:
     description:
-      - Maximum number of entries, used when a set is created (kernel default 65536).
+      - Maximum number of entries, used when a set is created (kernel default 65536). 1 to 4294967295.
       - An existing set with another maxelem is an error, since ipset cannot change it in place.
     type: int
   hashsize:
     description:
       - Initial hash size, used when a set is created. The kernel grows it as needed, so it is
         not compared on existing sets.
+      - A power of two from 64 to 2147483648, the values the kernel keeps as given (it raises a smaller
+        value to 64 and rounds others up). The kernel allocates 8 bytes per bucket at once.
     type: int
   state:
     description:
@@ -143,7 +163,7 @@ ipv4:
       elements: str
       sample: [10.42.1.7]
     removed:
-      description: Entries removed (all of them when the set was destroyed), sorted.
+      description: Entries removed (all of them when the set was destroyed), sorted; a C(nomatch) one as C(KEY nomatch).
       type: list
       elements: str
       sample: [10.42.1.6]
@@ -162,10 +182,22 @@ ipv6:
       elements: str
       sample: ['2001:db8:42:1::7']
     removed:
-      description: Entries removed (all of them when the set was destroyed), sorted.
+      description: Entries removed (all of them when the set was destroyed), sorted; a C(nomatch) one as C(KEY nomatch).
       type: list
       elements: str
       sample: ['2001:db8:42:1::6']
+applied:
+  description:
+    - When C(ipset restore) failed part-way, what the lines before the failing one did, per set
+      (the temporary set included); V(null) when ipset named no line. The failing line is RV(failed_line).
+  returned: failure of ipset restore
+  type: dict
+  sample: {"pods": {"created": true, "added": ["10.42.1.7"]}}
+failed_line:
+  description: The C(ipset restore) line that failed.
+  returned: failure of ipset restore with a line number
+  type: str
+  sample: create inet6:pods hash:ip family inet6
 diff:
   description: The sets' entries before and after, as C(add NAME ENTRY) lines.
   returned: diff mode

@@ -141,10 +141,23 @@ def test_render_create():
     assert ipset.render_create('pods', 'hash:ip', 'ipv4', 64, 1000) == 'create pods hash:ip family inet hashsize 64 maxelem 1000'
 
 
-def test_render_changes_adds_first_unless_maxelem_overflows():
-    assert ipset.render_changes('p', ['b'], ['a'], 1, 65536) == ['add p b', 'del p a']
-    # one entry in a set of maxelem 1: the old one must go before the new one fits
-    assert ipset.render_changes('p', ['b'], ['a'], 1, 1) == ['del p a', 'add p b']
+def test_render_changes_adds_first():
+    batch = ipset.Batch()
+    ipset.render_changes(batch, 'p', ['b'], ['a'])
+    assert batch == ['add p b', 'del p a']
+    assert batch.ops == [('p', 'add', 'b'), ('p', 'del', 'a')]
+
+
+def test_plan_present_swaps_instead_of_deleting_first_when_maxelem_overflows():
+    # one entry in a set of maxelem 1: it used to be deleted before the new one was
+    # added (an empty set meanwhile); now the new one fills a temporary set swapped in
+    live = {'ipv4': ipset.parse_save('create p hash:ip family inet hashsize 1024 maxelem 1 bucketsize 12 initval 0x1\nadd p a\n')['p']}
+    batch, result, _before, _after = ipset._plan_present(PARAMS, {'ipv4': 'p'}, {'ipv4': {'b'}}, live)
+    tmp = ipset.tmp_name('p')
+    assert batch == ['create %s hash:ip family inet hashsize 1024 maxelem 1 bucketsize 12' % tmp, 'flush %s' % tmp,
+                     'add %s b' % tmp, 'swap p %s' % tmp]
+    assert result['ipv4'] == {'name': 'p', 'added': ['b'], 'removed': ['a']}
+    assert [(read.name, name) for read, name, _added, _removed in batch.swaps] == [('p', tmp)]
 
 
 def test_render_set_sorted_add_lines():
@@ -183,3 +196,180 @@ def test_desired_entries_known_text_skips_parsing_but_not_validation():
     assert out == {'ipv4': {'10.0.0.1', '10.0.0.2'}, 'ipv6': {'2001:db8::1', '2001:db8::2'}}
     with pytest.raises(ValueError, match="'10.0.0.300'"):
         ipset.desired_entries(['10.0.0.1', '10.0.0.300'], 'hash:ip', ['ipv4', 'ipv6'], known)
+
+
+# --- hardening: names, numbers, digits, interfaces, nomatch, swap, failures ------------------
+
+@pytest.mark.parametrize('name, ipv6_name, families, message', [
+    ('-n', None, ['ipv4'], "'-n' starts with \"-\""),
+    ('-exist', None, ['ipv4'], "'-exist' starts with \"-\""),
+    ('-f', None, ['ipv4'], "'-f' starts with \"-\""),
+    ('--name', None, ['ipv4'], "'--name' starts with \"-\""),
+    ('pods', '-t', ['ipv6'], "ipv6 set name '-t' starts with \"-\""),
+    ('pods', 'inet6:-t', ['ipv6'], "'inet6:-t' without its inet6: prefix, '-t' starts with \"-\""),
+    ('-x', None, ['ipv6'], "'inet6:-x' without its inet6: prefix, '-x' starts with \"-\""),
+    ('pods', 'inet6:', ['ipv6'], "'' is 0 characters"),
+    ('a"b', None, ['ipv4'], "contains '\"'"),
+    ('"ab"', None, ['ipv4'], "contains '\"'"),
+    ('a,b', None, ['ipv4'], "contains ','"),
+    ('p\u00e9', None, ['ipv4'], "contains '\u00e9'"),
+    ('a\x01b', None, ['ipv4'], "contains '\\x01'"),
+    ('a\nb', None, ['ipv4'], 'whitespace'),
+    ('a\tb', None, ['ipv4'], 'whitespace'),
+    ('', None, ['ipv4'], "'' is 0 characters"),
+    ('~cn-tmp-x', None, ['ipv4'], "starts with '~'"),
+    ('pods', 'inet6:~x', ['ipv6'], "starts with '~'"),
+])
+def test_set_names_refuses_what_ipset_parsers_would_misread(name, ipv6_name, families, message):
+    with pytest.raises(ValueError) as err:
+        ipset.set_names(name, ipv6_name, families)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize('name', ['KUBE-DST-3YNVZWWGX3UQQ4VQ', "a'b#c:d.e+f_g=h@%$;\\/", 'x', 'a' * 25, 'n-', 'inet6', '#a'])
+def test_set_names_accepts_what_ipset_passes_unchanged(name):
+    assert ipset.set_names(name, None, ['ipv4', 'ipv6']) == {'ipv4': name, 'ipv6': 'inet6:' + name}
+
+
+def test_tmp_name_fits_is_reserved_and_depends_on_the_name_only():
+    tmp = ipset.tmp_name('pods')
+    assert len(tmp) == 31 and tmp.startswith('~cn-tmp-') and tmp == ipset.tmp_name('pods')
+    assert ipset.tmp_name('inet6:pods') != tmp and ipset.tmp_name('a' * 31) != ipset.tmp_name('a' * 30)
+    # no task can name a set like it, and ipset's parsers pass it unchanged
+    with pytest.raises(ValueError, match='temporary'):
+        ipset.set_names(tmp, None, ['ipv4'])
+    assert ipset.check_set_name(tmp) == tmp
+
+
+@pytest.mark.parametrize('hashsize, maxelem, message', [
+    (-1, None, 'hashsize -1 is out of range'),
+    (0, None, 'hashsize 0 is out of range'),
+    (32, None, 'hashsize 32 is out of range'),
+    (2 ** 40, None, 'hashsize 1099511627776 is out of range'),
+    (2 ** 31 + 1, None, 'out of range'),
+    (1000, None, 'hashsize 1000 is not a power of two: the kernel would make it 1024'),
+    (None, -1, 'maxelem -1 is out of range'),
+    (None, 0, 'maxelem 0 is out of range'),
+    (None, 2 ** 32, 'maxelem 4294967296 is out of range'),
+    (None, 2 ** 40, 'maxelem 1099511627776 is out of range'),
+])
+def test_check_create_options_refuses(hashsize, maxelem, message):
+    with pytest.raises(ValueError, match=message):
+        ipset.check_create_options(hashsize, maxelem)
+
+
+def test_check_create_options_accepts_the_kernel_range():
+    for hashsize, maxelem in ((64, 1), (2 ** 31, 2 ** 32 - 1), (None, None), (1024, 65536)):
+        ipset.check_create_options(hashsize, maxelem)
+
+
+@pytest.mark.parametrize('set_type, value', [
+    ('hash:ip,port', '10.0.0.1,tcp:\u0668\u0660'),  # Arabic-Indic 80
+    ('hash:ip,port', '10.0.0.1,\u0668\u0660'),
+    ('hash:ip,port', '10.0.0.1,tcp:\uff18\uff10'),  # full-width 80
+    ('hash:net', '10.0.0.0/\u0668'),
+    ('hash:ip', '10.0.0.1/\u0663\u0662'),
+    ('hash:net,port', '2001:db8::/\u0666\u0664,udp:53'),
+    ('hash:ip,port,net', '10.0.0.1,tcp:80,10.1.0.0/\u0661\u0666'),
+    ('hash:ip,port', '10.0.0.1,tcp:+80'),
+    ('hash:net', '10.0.0.0/+8'),
+])
+def test_non_ascii_digits_are_refused(set_type, value):
+    with pytest.raises(ValueError) as err:
+        ipset.normalize_entry(value, set_type)
+    assert repr(value) in str(err.value)
+
+
+@pytest.mark.parametrize('value', [
+    '10.0.0.0/8,' + 'e' * 16,
+    '10.0.0.0/8,' + '\u00e9' * 8,  # 8 characters, 16 bytes
+    '10.0.0.0/8,physdev:' + 'e' * 16,
+    '10.0.0.0/8,a:b',
+    '10.0.0.0/8,a"b',
+    '10.0.0.0/8,..',
+    '10.0.0.0/8,',
+])
+def test_iface_entries_follow_the_kernel_name_rule(value):
+    with pytest.raises(ValueError) as err:
+        ipset.normalize_entry(value, 'hash:net,iface')
+    assert repr(value) in str(err.value) and 'interface name' in str(err.value)
+
+
+def test_iface_entries_of_15_bytes_and_physdev_pass():
+    for iface in ('e' * 15, 'physdev:' + 'e' * 15, '\u00e9' * 7 + 'e'):
+        assert ipset.normalize_entry('10.0.0.0/8,' + iface, 'hash:net,iface') == ('ipv4', ['10.0.0.0/8,' + iface])
+
+
+NOMATCH = """create n hash:net family inet hashsize 1024 maxelem 65536 comment bucketsize 12 initval 0x1
+add n 10.0.0.0/8 nomatch
+add n 10.1.0.0/16 nomatch comment "was nomatch"
+add n 10.2.0.0/16 comment "a nomatch in a comment"
+add n 10.3.0.0/16
+"""
+
+
+def test_parse_save_keeps_nomatch_entries_apart_and_extras_by_key():
+    current = ipset.parse_save(NOMATCH)['n']
+    assert current.entries == {'10.2.0.0/16', '10.3.0.0/16'}
+    assert current.nomatch == {'10.0.0.0/8', '10.1.0.0/16'}
+    assert current.extras == {'10.0.0.0/8': 'nomatch', '10.1.0.0/16': 'nomatch comment "was nomatch"',
+                              '10.2.0.0/16': 'comment "a nomatch in a comment"'}
+    assert current.header == 'family inet hashsize 1024 maxelem 65536 comment bucketsize 12'
+
+
+def test_delta_a_nomatch_entry_is_not_the_plain_entry():
+    current, nomatch = {'10.3.0.0/16'}, {'10.0.0.0/8', '10.1.0.0/16'}
+    # wanted plain: added (add -exist clears the flag in place), never deleted
+    assert ipset.delta(current, {'10.0.0.0/8', '10.3.0.0/16'}, True, nomatch) == (['10.0.0.0/8'], ['10.1.0.0/16'])
+    assert ipset.delta(current, {'10.0.0.0/8'}, False, nomatch) == (['10.0.0.0/8'], [])
+
+
+def test_plan_present_nomatch_exclusive_and_additive():
+    live = {'ipv4': ipset.parse_save(NOMATCH)['n']}
+    params = dict(PARAMS, set_type='hash:net')
+    batch, result, before, after = ipset._plan_present(params, {'ipv4': 'n'}, {'ipv4': {'10.0.0.0/8', '10.3.0.0/16'}}, live)
+    assert batch == ['add n 10.0.0.0/8', 'del n 10.1.0.0/16', 'del n 10.2.0.0/16']
+    assert result['ipv4']['removed'] == ['10.1.0.0/16 nomatch', '10.2.0.0/16']
+    assert 'add n 10.0.0.0/8 nomatch\n' in before[0] and after == ['add n 10.0.0.0/8\nadd n 10.3.0.0/16\n']
+    batch, result, _before, after = ipset._plan_present(dict(params, exclusive=False), {'ipv4': 'n'}, {'ipv4': {'10.0.0.0/8'}}, live)
+    assert batch == ['add n 10.0.0.0/8'] and result['ipv4']['removed'] == []
+    assert after == ['add n 10.0.0.0/8\nadd n 10.1.0.0/16 nomatch\nadd n 10.2.0.0/16\nadd n 10.3.0.0/16\n']
+
+
+def test_plan_present_nomatch_flip_takes_no_room():
+    # maxelem 2, full: flipping a nomatch entry to plain needs no room, so no swap
+    live = {'ipv4': ipset.parse_save('create n hash:net family inet maxelem 2\nadd n 10.0.0.0/8 nomatch\nadd n 10.3.0.0/16\n')['n']}
+    batch, _result, _before, _after = ipset._plan_present(dict(PARAMS, set_type='hash:net'), {'ipv4': 'n'}, {'ipv4': {'10.0.0.0/8', '10.3.0.0/16'}}, live)
+    assert batch == ['add n 10.0.0.0/8'] and batch.swaps == []
+
+
+def test_swap_copies_what_kept_entries_carry():
+    text = ('create k hash:ip family inet hashsize 1024 maxelem 2 timeout 300 counters comment bucketsize 12 initval 0x1\n'
+            'add k 10.0.0.1 timeout 287 packets 3 bytes 4 comment "hi there"\nadd k 10.0.0.2 timeout 10 packets 0 bytes 0\n')
+    live = {'ipv4': ipset.parse_save(text)['k']}
+    batch, _result, _before, _after = ipset._plan_present(PARAMS, {'ipv4': 'k'}, {'ipv4': {'10.0.0.1', '10.0.0.3'}}, live)
+    tmp = ipset.tmp_name('k')
+    assert batch == ['create %s hash:ip family inet hashsize 1024 maxelem 2 timeout 300 counters comment bucketsize 12' % tmp,
+                     'flush %s' % tmp, 'add %s 10.0.0.1 timeout 287 packets 3 bytes 4 comment "hi there"' % tmp,
+                     'add %s 10.0.0.3' % tmp, 'swap k %s' % tmp]
+
+
+def test_carry_over_keeps_what_other_writers_did_before_the_swap():
+    read = ipset.parse_save('create p hash:ip family inet\nadd p 10.0.0.1\nadd p 10.0.0.2\nadd p 10.0.0.3\n')['p']
+    tmp = ipset.tmp_name('p')
+    # meanwhile another writer added .9 (with a comment) and removed .2, which this run kept
+    old = ipset.parse_save('create %s hash:ip family inet\nadd %s 10.0.0.1\nadd %s 10.0.0.3\nadd %s 10.0.0.9 comment "x"\n'
+                           % ((tmp,) * 4))[tmp]
+    batch = ipset.Batch()
+    ipset.render_carry_over(batch, read, old, added=['10.0.0.4'], removed=['10.0.0.1'])
+    assert batch == ['add p 10.0.0.9 comment "x"', 'del p 10.0.0.2', 'destroy %s' % tmp]
+
+
+def test_applied_and_say_name_what_lines_did():
+    batch = ipset.Batch()
+    batch.put('create p hash:ip family inet', 'p', 'create')
+    ipset.render_changes(batch, 'p', ['10.0.0.1', '10.0.0.2'], ['10.0.0.3'])
+    batch.put('swap q t', 'q', 'swap', 't')
+    assert ipset.applied(batch.ops[:3]) == {'p': {'created': True, 'added': ['10.0.0.1', '10.0.0.2']}}
+    assert ipset.say(ipset.applied(batch.ops)) == 'p: created, 2 added, 1 removed; q: swapped with t'
+    assert ipset.say(ipset.applied([])) == 'nothing'
