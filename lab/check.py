@@ -1,10 +1,14 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The last step of `make lab`: print each node's host state as the kernel holds it,
-run real-traffic checks derived from the inventory's cluster intent, and end with
-one verdict line; exit 1 when any check failed.
+"""The last step of `make lab`, and `lab.sh check`: print each node's host state as the
+kernel holds it, run real-traffic checks derived from the inventory's cluster intent,
+and end with one verdict line; exit 1 when any check failed.
 
-usage: check.py INVENTORY RECAP_LOG [--expect-unchanged]
+usage: check.py INVENTORY [RECAP_LOG] [--expect-unchanged] [--reboot NODE]
+
+With RECAP_LOG (the converge's output) the recap is checked too. With --reboot NODE,
+NODE is then rebooted with no playbook run (lab/reboot.py): its dumps must equal those
+before, its clusternet-node.service must be active, and every traffic check runs again.
 """
 
 import argparse
@@ -18,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hoststate as hs  # noqa: E402
 import labnet  # noqa: E402
+import reboot  # noqa: E402
 
 # The roles' defaults, which the lab keeps.
 VIP_DEV = 'kube-dummy-if'
@@ -86,28 +91,11 @@ def check_recap(verdict, path, nodes, expect_unchanged):
         verdict.check('re-converge', not changed, 'changed=0 on every host' if not changed else ', '.join(changed))
 
 
-def main(argv):
-    parser = argparse.ArgumentParser()
-    parser.add_argument('inventory')
-    parser.add_argument('recap')
-    parser.add_argument('--expect-unchanged', action='store_true', help='the lab existed already: site.yml must change nothing')
-    args = parser.parse_args(argv)
-
-    nodes = inventory(args.inventory)
-    first = nodes[sorted(nodes)[0]]
-    cluster, lab = first['clusternet_cluster'], first['clusternet_lab']
-    hosts = dict((node, hs.box(hostvars['ansible_host'])) for node, hostvars in nodes.items())
-    outside = hs.box(labnet.outside_name(lab['prefix']))
+def traffic(verdict, hosts, cluster, lab, after=''):
+    """The VIP-route and traffic checks; after names the reboot they follow, if any."""
     services = cluster.get('services') or []
     vips = [ip for service in services for ip in service.get('cluster_ips', []) + service.get('external_ips', [])]
-
-    print('\n== host state per node ==')
-    for node, host in hosts.items():
-        summary(node, host, vips)
-
-    print('\n== checks ==')
-    verdict = Verdict()
-    check_recap(verdict, args.recap, nodes, args.expect_unchanged)
+    outside = hs.box(labnet.outside_name(lab['prefix']))
     v6_vip = next((ip for service in services for ip in service.get('cluster_ips', []) if hs.family(ip) == 'ipv6'), None)
     for node, host in hosts.items():
         node_ips = by_family(cluster['nodes'][node]['node_ips'])
@@ -116,12 +104,12 @@ def main(argv):
             routes = hs.routes_to(host, vip)
             if [(r.get('type'), r.get('table'), r.get('prefsrc')) for r in routes] != [('local', 'local', node_ips[hs.family(vip)])]:
                 wrong.append('%s: %s' % (vip, routes))
-        verdict.check('%s VIP routes' % node, not wrong,
+        verdict.check('%s VIP routes%s' % (node, after), not wrong,
                       'each of %d VIPs has exactly one route: local, table local, src the node IP' % len(vips) if not wrong else '; '.join(wrong))
         if v6_vip:
             answer = hs.ask(host, v6_vip)
             ok = answer.get('host') == host.backend.name and answer.get('peer') == node_ips['ipv6']
-            verdict.check('%s -> own IPv6 VIP' % node, ok, '[%s]:8080 answered by %s, seen from %s (want %s)' % (
+            verdict.check('%s -> own IPv6 VIP%s' % (node, after), ok, '[%s]:8080 answered by %s, seen from %s (want %s)' % (
                 v6_vip, answer.get('host'), answer.get('peer'), node_ips['ipv6']) if 'error' not in answer else '%s: %s' % (v6_vip, answer['error']))
     pods = cluster.get('pods') or []
     for fip in cluster.get('floating_ips') or []:
@@ -129,7 +117,7 @@ def main(argv):
         want = labnet.pod_name(lab['prefix'], pod) if pod else None
         answer = hs.ask(outside, fip['external_ip'])
         ok = want is not None and answer.get('host') == want and answer.get('local') == fip['internal_ip']
-        verdict.check('outside -> FIP %s' % fip['external_ip'], ok, 'answered by %s on %s (want %s on %s)' % (
+        verdict.check('outside -> FIP %s%s' % (fip['external_ip'], after), ok, 'answered by %s on %s (want %s on %s)' % (
             answer.get('host'), answer.get('local'), want, fip['internal_ip']) if 'error' not in answer else answer['error'])
     outside_ips = by_family(lab['outside'])
     masqueraded = set(hs.family(cidr) for cidr in cluster['cluster_cidrs'])
@@ -141,8 +129,43 @@ def main(argv):
                 continue
             answer = hs.ask(hs.box(labnet.pod_name(lab['prefix'], pod)), outside_ips[fam])
             ok = answer.get('source') == ip and answer.get('peer') == node_ips[fam]
-            verdict.check('pod %s masqueraded (%s)' % (pod['name'], fam), ok, 'left as %s, outside saw %s (want %s)' % (
+            verdict.check('pod %s masqueraded (%s)%s' % (pod['name'], fam, after), ok, 'left as %s, outside saw %s (want %s)' % (
                 answer.get('source'), answer.get('peer'), node_ips[fam]) if 'error' not in answer else answer['error'])
+
+
+def main(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument('inventory')
+    parser.add_argument('recap', nargs='?', help='the converge output whose recap is checked')
+    parser.add_argument('--expect-unchanged', action='store_true', help='the lab existed already: site.yml must change nothing')
+    parser.add_argument('--reboot', metavar='NODE', help='then reboot NODE with no playbook run and check again')
+    args = parser.parse_args(argv)
+
+    nodes = inventory(args.inventory)
+    first = nodes[sorted(nodes)[0]]
+    cluster, lab = first['clusternet_cluster'], first['clusternet_lab']
+    hosts = dict((node, hs.box(hostvars['ansible_host'])) for node, hostvars in nodes.items())
+    services = cluster.get('services') or []
+    vips = [ip for service in services for ip in service.get('cluster_ips', []) + service.get('external_ips', [])]
+
+    print('\n== host state per node ==')
+    for node, host in hosts.items():
+        summary(node, host, vips)
+
+    print('\n== checks ==')
+    verdict = Verdict()
+    if args.recap:
+        check_recap(verdict, args.recap, nodes, args.expect_unchanged)
+    traffic(verdict, hosts, cluster, lab)
+    if args.reboot:
+        print('\n== reboot %s, no playbook run ==' % args.reboot)
+        done = reboot.reboot(args.inventory, nodes[args.reboot]['ansible_host'])
+        print('  journal of %s:\n    %s' % (reboot.UNIT, done['journal'].replace('\n', '\n    ')))
+        verdict.check('%s rebooted: %s' % (args.reboot, reboot.UNIT), done['unit'] == 'active', '%s after a %.1f s boot' % (done['unit'], done['seconds']))
+        verdict.check('%s rebooted: host state' % args.reboot, done['equal'],
+                      'ipset save, nat both families, kube-dummy-if, local routes both families equal those before'
+                      if done['equal'] else done['diff'])
+        traffic(verdict, hosts, cluster, lab, after=' after %s reboot' % args.reboot)
 
     if verdict.failed:
         print('\nLAB FAILED: %d of %d checks failed: %s' % (len(verdict.failed), verdict.total, ', '.join(verdict.failed)))

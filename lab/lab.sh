@@ -3,6 +3,12 @@
 #   up:   node image (built once), the lab's containers and network from
 #         inventories/lab, playbooks/site.yml, then lab/check.py's summary,
 #         traffic checks and verdict (exit 1 when a check fails).
+#         Then the floating-IP gateway reboots with no playbook run (lab/reboot.py):
+#         its host state must come back from clusternet-node.service alone, and the
+#         checks run again; the verdict covers both.
+#   reboot NODE: restart NODE's container (fresh netns, systemd boot), wire its eth0
+#         again, compare its host state before and after (lab/reboot.py).
+#   check: lab/check.py's summary and traffic checks, without converging.
 #   down: every container and the switch netns of the lab, and the node image.
 # Nothing here touches the root network namespace: see lab/labnet.py.
 set -euo pipefail
@@ -10,7 +16,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 INVENTORY=inventories/lab
 PREFIX=$(sed -n 's/^ *prefix: *\([A-Za-z0-9_.-]*\).*/\1/p' "$INVENTORY/hosts.yml" | head -n1)
-IMAGE=localhost/clusternet-node:bookworm
+IMAGE=localhost/clusternet-node:bookworm-systemd
 export CONTAINERS_CONF=$REPO/lab/containers.conf
 export ANSIBLE_COLLECTIONS_PATH=$REPO/build/collections
 export ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_DISPLAY_SKIPPED_HOSTS=False ANSIBLE_LOCALHOST_WARNING=False
@@ -46,7 +52,10 @@ up() {
         mkdir -p "$STATE" && echo "$key" > "$STATE/converged"
     fi
 
-    ANSIBLE_FORCE_COLOR=0 "$VENV/bin/python" lab/check.py "$INVENTORY" "$log" "${expect[@]}"
+    local gateway
+    gateway=$("$VENV/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["clusternet_cluster"]["floating_ips"][0]["gateway"])' \
+        "$INVENTORY/group_vars/all/cluster.yml")
+    ANSIBLE_FORCE_COLOR=0 "$VENV/bin/python" lab/check.py "$INVENTORY" "$log" "${expect[@]}" --reboot "$gateway"
 }
 
 down() {
@@ -61,5 +70,8 @@ down() {
 case "${1:-}" in
     up) up ;;
     down) down ;;
-    *) echo "usage: $0 up|down" >&2; exit 2 ;;
+    reboot) [ -n "${2:-}" ] || { echo "usage: $0 reboot NODE" >&2; exit 2; }
+        "$VENV/bin/python" lab/reboot.py "$INVENTORY" "$2" ;;
+    check) ANSIBLE_FORCE_COLOR=0 "$VENV/bin/python" lab/check.py "$INVENTORY" ;;
+    *) echo "usage: $0 up|down|reboot NODE|check" >&2; exit 2 ;;
 esac

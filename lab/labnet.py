@@ -12,14 +12,17 @@ Every container runs with `--network none`. The node network is a bridge inside 
 pair created inside the switch namespace with its peer placed straight into the
 container's namespace, so no link ever exists in the root namespace.
 
-Emulation, stated plainly: a node is a container (NET_ADMIN) with the node IPs from
-the intent; the nodes route each other's pod CIDRs via the owning node's IP. A pod
+Emulation, stated plainly: a node is a container (NET_ADMIN) booting systemd as PID 1,
+with the node IPs from the intent; the nodes route each other's pod CIDRs via the owning node's IP. A pod
 is its own container (no capabilities) with the pod IPs from the intent, attached
 by a veth to a `cni0` bridge in its node that holds the first address of each pod
 CIDR and is the pod's default gateway (flannel's bridge model). The outside is a
 container on the node network with a host route to each floating IP via its
 gateway node, and no route to pod CIDRs, so only masqueraded pod traffic can get
-an answer from it. Every container's main process is whoami.py's probe listener.
+an answer from it. Every container answers on whoami.py's probe listener (a node runs it
+as a systemd service). Restarting a node's container is its reboot: a fresh network
+namespace, systemd's boot, then `up` plugs and addresses its eth0 again, late, as a NIC
+that comes up after the boot started.
 """
 
 import argparse
@@ -33,7 +36,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault('CONTAINERS_CONF', os.path.join(HERE, 'containers.conf'))
-IMAGE = os.environ.get('CLUSTERNET_IMAGE', 'localhost/clusternet-node:bookworm')
+IMAGE = os.environ.get('CLUSTERNET_IMAGE', 'localhost/clusternet-node:bookworm-systemd')
 LABEL = 'clusternet.lab'
 SPEC_LABEL = 'clusternet.lab.spec'
 PROBE = '/usr/local/lib/clusternet/whoami.py'
@@ -73,6 +76,13 @@ def pod_name(prefix, pod):
 def short(text, lead):
     """An interface name (15 characters at most) that is stable for text."""
     return lead + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def stable_mac(text):
+    """A locally administered MAC that is stable for text: a NIC keeps its MAC over a
+    reboot, so its neighbours' caches stay valid (a new random MAC would leave them
+    probing a dead address for seconds)."""
+    return '02:' + ':'.join(hashlib.sha1(text.encode()).hexdigest()[i:i + 2] for i in range(0, 10, 2))
 
 
 def family(value):
@@ -157,11 +167,17 @@ def existing(prefix):
 
 
 def start(prefix, name, box):
-    caps = ['--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW'] if box['role'] == 'node' else []
-    podman('run', '-d', '--name', name, '--hostname', name, '--network', 'none', '--init',
+    """A node boots systemd as PID 1 (its units, clusternet-node.service among them, run at
+    every start; the image runs the probe as a service); a pod or the outside runs the probe
+    as its only process."""
+    if box['role'] == 'node':
+        mode = ['--systemd=always', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW']
+        command = ['/sbin/init']
+    else:
+        mode, command = ['--init'], ['python3', PROBE, 'serve']
+    podman('run', '-d', '--name', name, '--hostname', name, '--network', 'none', *mode,
            '--label', '%s=%s' % (LABEL, prefix), '--label', '%s=%s' % (SPEC_LABEL, spec_hash(box)),
-           '-v', '%s:%s:ro' % (os.path.join(HERE, 'whoami.py'), PROBE), *caps,
-           IMAGE, 'python3', PROBE, 'serve')
+           '-v', '%s:%s:ro' % (os.path.join(HERE, 'whoami.py'), PROBE), IMAGE, *command)
 
 
 def pid_of(name):
@@ -184,7 +200,8 @@ def plug(switch, name, pid):
     """eth0 of the container <-> a port of the switch bridge, made inside the switch namespace."""
     port = short(name, 'p')
     run('ip', '-n', switch, 'link', 'del', port, check=False)  # a leftover of an earlier container
-    run('ip', '-n', switch, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', str(pid))
+    run('ip', '-n', switch, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0',
+        'address', stable_mac(name), 'netns', str(pid))
     run('ip', '-n', switch, 'link', 'set', port, 'master', BRIDGE, 'up')
 
 
@@ -204,7 +221,7 @@ def configure(pid, box):
     in_netns(pid, 'ip', 'link', 'set', 'lo', 'up')
     if box.get('bridge'):
         if not has_link(pid, CNI):
-            in_netns(pid, 'ip', 'link', 'add', CNI, 'type', 'bridge')
+            in_netns(pid, 'ip', 'link', 'add', CNI, 'address', stable_mac(box['host'] + '/' + CNI), 'type', 'bridge')
         for cidr in box['bridge']:
             address(pid, CNI, cidr)
         in_netns(pid, 'ip', 'link', 'set', CNI, 'up')

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""After playbooks/teardown.yml: nothing the collection manages remains on any node,
-and the foreign state is untouched."""
+"""After playbooks/teardown.yml: nothing the collection manages remains on any node (its
+boot-time unit and persisted files included), and the foreign state is untouched."""
 
 import hoststate as hs
 import pytest
@@ -30,3 +30,10 @@ def test_no_vip_interface_and_no_vip_route(node):
 
 def test_foreign_state_survives(node, foreign_state_intact):
     foreign_state_intact(node[1])
+
+
+def test_no_unit_and_no_persisted_state(node):
+    name, box = node
+    assert not box.file('/etc/systemd/system/clusternet-node.service').exists, name
+    assert not box.file('/etc/systemd/system/multi-user.target.wants/clusternet-node.service').exists, name
+    assert not box.file('/var/lib/clusternet-node').exists, name

@@ -1,0 +1,221 @@
+"""clusternet.node.persistence against a real kernel, without containers: a namespace
+plays the gateway gw1 of the lab's intent, the four apply roles and the persistence
+role converge it (files written to a temporary directory instead of /var/lib and
+/etc/systemd), then the node "reboots": our objects are wiped (or a fresh namespace
+gets only the foreign state), the standalone runner restores, and every dump equals
+the converged one, foreign state included. The runner runs under both Pythons."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from harness import REPO, run_playbook
+
+sys.path.insert(0, os.path.join(REPO, 'lab'))
+import dumps  # noqa: E402
+
+with open(os.path.join(REPO, 'inventories', 'lab', 'group_vars', 'all', 'cluster.yml')) as handle:
+    LAB = yaml.safe_load(handle)['clusternet_cluster']
+
+NODE_IPS = ('192.168.50.13', 'fd00:50::13')
+OURS = ('cn-pod-subnets', 'cn-node-ips', 'cn-svip', 'cn-svip-prt', 'cn-local-pods')
+# State other writers own: a set, nat rules in both families (one in POSTROUTING beside
+# our jump), an address and a local route of its own.
+FOREIGN = '''
+ipset create foreign-allow hash:ip && ipset add foreign-allow 192.0.2.99
+ipset create inet6:foreign-allow hash:ip family inet6 && ipset add inet6:foreign-allow 2001:db8:99::9
+iptables -w -t nat -A POSTROUTING -s 10.99.0.0/16 -m comment --comment "foreign masq" -j MASQUERADE
+iptables -w -t nat -A PREROUTING -d 192.0.2.99/32 -j DNAT --to-destination 10.99.0.9
+ip6tables -w -t nat -A POSTROUTING -s fd99::/64 -j MASQUERADE
+ip link add foreign0 type ifb && ip link set foreign0 up && ip addr add 203.0.113.7/32 dev foreign0
+ip route add local 203.0.113.8 dev foreign0 table local
+'''
+
+
+def play(state_dir, unit_dir, check=False, **extra):
+    """The apply roles and the persistence role, wired as node_network wires them."""
+    return [{
+        'hosts': 'all', 'gather_facts': False,
+        'vars': dict({
+            'cluster': LAB,
+            'st': "{{ cluster | clusternet.node.node_state('gw1', prefix='cn-', state='present', masquerade_families=['ipv4', 'ipv6']) }}",
+            'ipsets_sets': '{{ st.ipset }}',
+            'service_vips_addresses': '{{ st.vip.addresses }}',
+            'service_vips_node_ips': '{{ st.vip.node_ips }}',
+            'service_vips_link_kind': 'ifb',
+            'masquerade_cluster_cidrs': '{{ st.masquerade.cluster_cidrs }}',
+            'masquerade_pod_cidrs': '{{ st.masquerade.pod_cidrs }}',
+            'floating_ips_list': '{{ st.fip.floating_ips }}',
+            'persistence_dir': state_dir,
+            'persistence_unit_dir': unit_dir,
+        }, **extra),
+        'roles': ['clusternet.node.ipsets', 'clusternet.node.service_vips', 'clusternet.node.masquerade',
+                  'clusternet.node.floating_ips', 'clusternet.node.persistence'],
+    }]
+
+
+def converge(ns, state_dir, unit_dir, check=False, diff=False, **extra):
+    args = (['--check'] if check else []) + (['--diff'] if diff else [])
+    proc = run_playbook(json.dumps(play(state_dir, unit_dir, **extra)), netns=ns.name, extra_args=args)
+    report = json.loads(proc.stdout)
+    assert not report['stats']['localhost']['failures'], proc.stdout[-6000:]
+    return report
+
+
+def as_gw1(ns):
+    ns.run('ip addr add %s/32 dev lo && ip -6 addr add %s/128 dev lo nodad' % NODE_IPS)
+
+
+def node_dumps(ns):
+    return dumps.collect(lambda cmd: ns.run(cmd, check=False).stdout)
+
+
+def wipe_ours(ns):
+    """Everything the collection owns goes, as at a reboot; foreign state stays."""
+    ns.run('ip link del kube-dummy-if')
+    for save, tool in (('iptables-save', 'iptables'), ('ip6tables-save', 'ip6tables')):
+        for line in ns.out('%s -t nat' % save).splitlines():
+            if '"clusternet ' in line and line.split()[1] in ('PREROUTING', 'OUTPUT', 'POSTROUTING'):
+                ns.run("%s -w -t nat %s" % (tool, line.replace('-A ', '-D ', 1)))
+        for chain in ('CLUSTERNET-POSTRTG', 'CLUSTERNET-FIP-DNAT', 'CLUSTERNET-FIP-SNAT'):
+            ns.run('%s -w -t nat -F %s && %s -w -t nat -X %s' % (tool, chain, tool, chain))
+    for name in OURS:
+        ns.run('ipset destroy %s && ipset destroy inet6:%s' % (name, name))
+
+
+def restore(ns, state_dir, python, timeout=10, background=False):
+    cmd = 'exec %s %s/restore.py --node-ip-timeout %d %s' % (python, state_dir, timeout, state_dir)
+    if background:
+        return ns.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return ns.run(cmd, check=False)
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    unit_dir = tmp_path / 'systemd'
+    (unit_dir / 'multi-user.target.wants').mkdir(parents=True)
+    return str(tmp_path / 'clusternet-node'), str(unit_dir)
+
+
+def test_files_unit_and_absent(netns, dirs):
+    state_dir, unit_dir = dirs
+    as_gw1(netns)
+    netns.run(FOREIGN)
+    converge(netns, state_dir, unit_dir)
+    assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o700
+    assert sorted(os.listdir(state_dir)) == ['plugins.bundle', 'restore.py', 'state.json']
+    for name in ('plugins.bundle', 'state.json'):
+        assert stat.S_IMODE(os.stat(os.path.join(state_dir, name)).st_mode) == 0o600
+    with open(os.path.join(state_dir, 'state.json')) as handle:
+        calls = json.load(handle)['calls']
+    assert [call['module'] for call in calls] == ['ipset'] * 5 + ['vip', 'masquerade', 'fip']
+    assert calls[5]['args'] == {'addresses': ['10.43.0.10', '2001:db8:43::10', '192.0.2.80', '10.43.0.53', '2001:db8:43::53'],
+                                'node_ips': list(NODE_IPS), 'interface': 'kube-dummy-if', 'link_kind': 'ifb',
+                                'exclusive': True, 'delete_interface': False, 'state': 'present'}
+    with open(os.path.join(unit_dir, 'clusternet-node.service')) as handle:
+        unit = handle.read()
+    for line in ('Type=oneshot', 'RemainAfterExit=yes', 'After=network.target netfilter-persistent.service',
+                 'Before=kubelet.service kube-proxy.service kube-router.service flanneld.service',
+                 'ExecStart=/usr/bin/python3 %s/restore.py --node-ip-timeout 60 %s' % (state_dir, state_dir),
+                 'TimeoutStartSec=180', 'WantedBy=multi-user.target'):
+        assert line in unit, line
+    assert os.readlink(os.path.join(unit_dir, 'multi-user.target.wants', 'clusternet-node.service')) == '../clusternet-node.service'
+
+    again = converge(netns, state_dir, unit_dir)
+    assert again['stats']['localhost']['changed'] == 0
+
+    before = node_dumps(netns)
+    converge(netns, state_dir, unit_dir, persistence_state='absent')
+    assert not os.path.exists(state_dir)
+    assert os.listdir(unit_dir) == ['multi-user.target.wants'] and not os.listdir(os.path.join(unit_dir, 'multi-user.target.wants'))
+    assert node_dumps(netns) == before  # removing the persistence touches no kernel state
+
+
+def test_check_mode_writes_nothing_and_diff_shows_the_change(netns, dirs):
+    state_dir, unit_dir = dirs
+    as_gw1(netns)
+    report = converge(netns, state_dir, unit_dir, check=True, diff=True)
+    assert not os.path.exists(state_dir) and os.listdir(unit_dir) == ['multi-user.target.wants']
+    converge(netns, state_dir, unit_dir)
+    with open(os.path.join(state_dir, 'state.json')) as handle:
+        persisted = handle.read()
+    changed = dict(LAB, services=LAB['services'][:1])
+    report = converge(netns, state_dir, unit_dir, check=True, diff=True, cluster=changed)
+    with open(os.path.join(state_dir, 'state.json')) as handle:
+        assert handle.read() == persisted
+    state_task = next(task for task in report['plays'][0]['tasks']
+                      if task['task']['name'].endswith("Persist the modules' arguments of this converge"))
+    result = state_task['hosts']['localhost']
+    assert result['changed']
+    diff = result['diff'][0] if isinstance(result['diff'], list) else result['diff']
+    assert '10.43.0.53' in diff['before'] and '10.43.0.53' not in diff['after']
+
+
+def test_restore_after_wipe_equals_converge(netns, dirs, python):
+    state_dir, unit_dir = dirs
+    as_gw1(netns)
+    netns.run(FOREIGN)
+    converge(netns, state_dir, unit_dir)
+    converged = node_dumps(netns)
+    wipe_ours(netns)
+    wiped = node_dumps(netns)
+    assert 'cn-svip' not in wiped['ipset'] and 'CLUSTERNET' not in wiped['nat ipv4'] + wiped['nat ipv6']
+    assert 'foreign-allow' in wiped['ipset'] and 'foreign masq' in wiped['nat ipv4']
+    proc = restore(netns, state_dir, python)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert dumps.differences(converged, node_dumps(netns)) == ''
+    assert 'vip kube-dummy-if: restored (changed)' in proc.stdout
+    again = restore(netns, state_dir, python)  # in sync: nothing to do
+    assert again.returncode == 0 and 'changed' not in again.stdout, again.stdout
+
+
+def test_fresh_boot_with_late_node_ips(netns_factory, dirs, python):
+    """A new namespace is a rebooted node: foreign state first (netfilter-persistent runs
+    before us), node IPs only after the runner started (DHCP)."""
+    state_dir, unit_dir = dirs
+    first = netns_factory()
+    as_gw1(first)
+    first.run(FOREIGN)
+    converge(first, state_dir, unit_dir)
+    converged = node_dumps(first)
+
+    booted = netns_factory()
+    booted.run(FOREIGN)
+    proc = restore(booted, state_dir, python, timeout=60, background=True)
+    lines = []
+    while not lines or not lines[-1].startswith('waiting'):  # everything but the VIPs first
+        lines.append(proc.stdout.readline())
+        assert lines[-1], ''.join(lines)  # the runner ended without waiting
+    assert lines[-1] == 'waiting up to 60 s for node IPs 192.168.50.13, fd00:50::13 (VIP routes are sourced from them)\n'
+    assert [line.split(':')[0] for line in lines[:-1]] == ['ipset cn-%s' % name for name in (
+        'pod-subnets', 'node-ips', 'svip', 'svip-prt', 'local-pods')] + ['masquerade CLUSTERNET-POSTRTG', 'fip']
+    time.sleep(1)
+    assert proc.poll() is None  # still waiting
+    as_gw1(booted)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert out.startswith('node IPs present after ') and 'vip kube-dummy-if: restored (changed)' in out, out
+    assert dumps.differences(converged, node_dumps(booted)) == ''
+
+
+def test_node_ips_never_come_fails_in_time_and_restores_the_rest(netns_factory, dirs):
+    state_dir, unit_dir = dirs
+    first = netns_factory()
+    as_gw1(first)
+    converge(first, state_dir, unit_dir)
+    converged = node_dumps(first)
+    booted = netns_factory()
+    started = time.monotonic()
+    proc = restore(booted, state_dir, '/usr/bin/python3', timeout=2)
+    assert time.monotonic() - started < 8
+    assert proc.returncode == 1
+    assert 'node IPs 192.168.50.13, fd00:50::13 not present after 2 s: VIPs on kube-dummy-if not restored' in proc.stdout
+    after = node_dumps(booted)
+    for name in ('ipset', 'nat ipv4', 'nat ipv6'):
+        assert after[name] == converged[name], name
+    assert after['kube-dummy-if'] == ''
