@@ -332,7 +332,8 @@ class Fleet(object):
         with open(os.path.join(self.inventory, 'hosts.yml'), 'w') as handle:
             json.dump({'all': {'children': {'clusternet_nodes': {'hosts': hosts}}}}, handle, indent=1)
         with open(os.path.join(self.inventory, 'group_vars', 'all', 'fleet.yml'), 'w') as handle:
-            handle.write('clusternet_vip_link_kind: ifb\n')
+            # Namespace nodes share the host's files: nothing is persisted (the lab's nodes persist).
+            handle.write('clusternet_vip_link_kind: ifb\nclusternet_persist: false\n')
         self.write_intent(intent(size))
 
     def write_intent(self, cluster):

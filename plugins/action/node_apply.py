@@ -14,6 +14,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import json
+
 from ansible.module_utils.common.collections import is_sequence
 from ansible.plugins.action import ActionBase
 from ansible_collections.clusternet.node.plugins.filter.node_state import absent_args, node_args
@@ -33,7 +36,7 @@ KEPT = ('changed', 'failed', 'msg')
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(('node', 'state', 'prefix', 'masquerade_families', 'plan_var') + tuple(EXTRA_OPTIONS))
+    _VALID_ARGS = frozenset(('node', 'state', 'prefix', 'masquerade_families', 'plan_var', 'persist') + tuple(EXTRA_OPTIONS))
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -46,6 +49,7 @@ class ActionModule(ActionBase):
                 prefix=dict(type='str', default='cn-'),
                 masquerade_families=dict(type='list', elements='str', choices=['ipv4', 'ipv6'], default=['ipv4', 'ipv6']),
                 plan_var=dict(type='str', default='node_network_plan'),
+                persist=dict(type='path'),
                 **dict((module, dict(type='dict', default={})) for module in EXTRA_OPTIONS)
             ),
             required_if=[('state', 'present', ('node',))],
@@ -55,7 +59,7 @@ class ActionModule(ActionBase):
         except ValueError as exc:
             return dict(result, failed=True, msg=str(exc))
         try:
-            return self._apply(result, calls, task_vars)
+            return self._apply(result, calls, task_vars, args['persist'] if args['state'] == 'present' else None)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
 
@@ -90,7 +94,7 @@ class ActionModule(ActionBase):
         calls.append(('fip', 'floating IPs', dict(share['fip'], **args['fip'])))
         return calls
 
-    def _apply(self, result, calls, task_vars):
+    def _apply(self, result, calls, task_vars, persist):
         results, diffs = [], []
         for module, label, module_args in calls:
             out = self._execute_module(module_name='clusternet.node.' + module, module_args=module_args, task_vars=task_vars)
@@ -104,7 +108,38 @@ class ActionModule(ActionBase):
                 result.update(failed=True, results=results, changed=any(entry.get('changed') for entry in results),
                               msg='clusternet.node.%s (%s) failed: %s; changed before it: %s' % (module, label, out.get('msg'), applied))
                 return result
+        if persist:
+            entry, diff = self._persist(persist, calls, task_vars)
+            results.append(entry)
+            diffs.extend([diff] if diff else [])
+            if entry.get('failed'):
+                result.update(failed=True, results=results, changed=any(e.get('changed') for e in results),
+                              msg='writing %s failed (every module call was applied): %s' % (persist, entry.get('msg')))
+                return result
         result.update(changed=any(entry.get('changed') for entry in results), results=results)
         if diffs:
             result['diff'] = diffs
         return result
+
+    def _persist(self, path, calls, task_vars):
+        """Write the calls' arguments to path on the node with the copy module (idempotent by
+        checksum); in check mode only compare. Returns (result entry, diff or None)."""
+        # _execute_module added its _ansible_* settings to each call's arguments: not the module's own.
+        content = json.dumps({'calls': [{'module': module, 'args': dict((k, v) for k, v in args.items() if not k.startswith('_ansible_'))}
+                                        for module, dummy, args in calls]}, indent=1, sort_keys=True) + '\n'
+        old = None
+        if self._task.check_mode or self._task.diff:
+            current = self._execute_module(module_name='ansible.legacy.slurp', module_args={'src': path}, task_vars=task_vars)
+            old = '' if current.get('failed') else base64.b64decode(current['content']).decode('utf-8', 'replace')
+        diff = {'before_header': path, 'after_header': path, 'before': old, 'after': content} if self._task.diff and old != content else None
+        if self._task.check_mode:
+            return {'changed': old != content, 'module': 'copy', 'item': path}, diff
+        if self._connection._shell.tmpdir is None:
+            self._make_tmp_path()
+        source = self._connection._shell.join_path(self._connection._shell.tmpdir, 'state.json')
+        self._transfer_data(source, content)
+        self._fixup_perms2((self._connection._shell.tmpdir, source))
+        out = self._execute_module(module_name='ansible.legacy.copy', task_vars=task_vars, module_args={
+            'src': source, 'dest': path, 'mode': '0600', 'owner': 'root', 'group': 'root', '_original_basename': 'state.json'})
+        entry = dict((key, out[key]) for key in KEPT if key in out)
+        return dict(entry, module='copy', item=path), diff

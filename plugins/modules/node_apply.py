@@ -47,6 +47,13 @@ options:
     elements: str
     choices: [ipv4, ipv6]
     default: [ipv4, ipv6]
+  persist:
+    description:
+      - A file (on the node) to write, once every module call succeeded, with the arguments of those calls as JSON
+        (C({"calls": [{"module": ..., "args": {...}}, ...]})), mode 0600, through M(ansible.builtin.copy): what
+        P(clusternet.node.persistence#role)'s runner replays at boot. A failed run leaves the last converged file.
+      - Not written with O(state=absent). Check mode writes nothing; diff mode shows the file's change.
+    type: path
   plan_var:
     description:
       - Name of the variable that holds the output of P(clusternet.node.node_plan#filter). It is read as it is,

@@ -56,7 +56,7 @@ def converge(fleet, cluster, hosts=NODES):
         with open(os.path.join(tmp, 'hosts.json'), 'w') as handle:
             json.dump(inventory, handle)
         with open(os.path.join(tmp, 'vars.json'), 'w') as handle:
-            json.dump({'clusternet_cluster': cluster, 'clusternet_vip_link_kind': 'ifb'}, handle)
+            json.dump({'clusternet_cluster': cluster, 'clusternet_vip_link_kind': 'ifb', 'clusternet_persist': False}, handle)
         proc = subprocess.run([os.path.join(VENV_BIN, 'ansible-playbook'), '-i', os.path.join(tmp, 'hosts.json'),
                                '-e', '@' + os.path.join(tmp, 'vars.json'), os.path.join(REPO, 'playbooks', 'site.yml')],
                               capture_output=True, text=True, env=ansible_env(), check=False)

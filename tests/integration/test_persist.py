@@ -219,3 +219,55 @@ def test_node_ips_never_come_fails_in_time_and_restores_the_rest(netns_factory, 
     for name in ('ipset', 'nat ipv4', 'nat ipv6'):
         assert after[name] == converged[name], name
     assert after['kube-dummy-if'] == ''
+
+
+def node_network_play(state_dir, unit_dir, state='present'):
+    """The node_network role as playbooks/site.yml runs it, for gw1, persisting into dirs."""
+    return [{'hosts': 'all', 'gather_facts': False, 'roles': ['clusternet.node.node_network'], 'vars': {
+        'clusternet_cluster': LAB, 'clusternet_node_name': 'gw1', 'clusternet_vip_link_kind': 'ifb',
+        'clusternet_state': state, 'persistence_dir': state_dir, 'persistence_unit_dir': unit_dir}}]
+
+
+def run_node_network(ns, state_dir, unit_dir, state='present', check=False, diff=False):
+    args = (['--check'] if check else []) + (['--diff'] if diff else [])
+    proc = run_playbook(json.dumps(node_network_play(state_dir, unit_dir, state)), netns=ns.name, extra_args=args)
+    report = json.loads(proc.stdout)
+    assert not report['stats']['localhost']['failures'], proc.stdout[-6000:]
+    return report
+
+
+def test_node_network_persists_what_node_apply_applied(netns, dirs):
+    """Through the role users run: state.json holds exactly the module calls node_apply made
+    (so restore replays the converge), check mode writes nothing, a rerun changes nothing,
+    the runner restores a wiped node to the same dumps, and absent removes unit and files."""
+    state_dir, unit_dir = dirs
+    as_gw1(netns)
+    netns.run(FOREIGN)
+    run_node_network(netns, state_dir, unit_dir, check=True)
+    assert not os.path.exists(state_dir)
+    report = run_node_network(netns, state_dir, unit_dir, diff=True)
+    with open(os.path.join(state_dir, 'state.json')) as handle:
+        calls = json.load(handle)['calls']
+    assert stat.S_IMODE(os.stat(os.path.join(state_dir, 'state.json')).st_mode) == 0o600
+    assert [call['module'] for call in calls] == ['ipset'] * 5 + ['vip', 'masquerade', 'fip']
+    assert calls[5]['args']['addresses'] == ['10.43.0.10', '2001:db8:43::10', '192.0.2.80', '10.43.0.53', '2001:db8:43::53']
+    assert calls[7]['args']['floating_ips'] == [{'external_ip': ip, 'internal_ip': pod} for ip, pod in (
+        ('198.51.100.10', '10.42.1.5'), ('2001:db8:100::10', '2001:db8:42:1::5'))]
+    apply_task = next(task for task in report['plays'][0]['tasks'] if 'Apply this node' in task['task']['name'])
+    diffs = apply_task['hosts']['localhost']['diff']
+    assert any(d.get('after_header', '').endswith('state.json') and '"calls"' in d['after'] for d in diffs)
+    assert os.path.islink(os.path.join(unit_dir, 'multi-user.target.wants', 'clusternet-node.service'))
+    again = run_node_network(netns, state_dir, unit_dir)
+    assert again['stats']['localhost']['changed'] == 0, [
+        (task['task']['name'], [r for r in task['hosts']['localhost'].get('results') or [] if r.get('changed')]) for task in again['plays'][0]['tasks']
+        if task['hosts']['localhost'].get('changed')]
+
+    converged = node_dumps(netns)
+    wipe_ours(netns)
+    proc = restore(netns, state_dir, sys.executable)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert dumps.differences(converged, node_dumps(netns)) == ''
+
+    run_node_network(netns, state_dir, unit_dir, state='absent')
+    assert not os.path.exists(state_dir)
+    assert not os.path.exists(os.path.join(unit_dir, 'clusternet-node.service'))

@@ -57,7 +57,7 @@ def assert_node_state(ns, i, services=NODES):
 def test_local_mode_playbook_converges_the_node_it_runs_on(netns, tmp_path):
     as_node(netns, 0)  # a gateway with pods: every kind of state
     write_repo(str(tmp_path))
-    cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-c', 'local', '-i', 'localhost,', '-e', 'clusternet_node_name=n00000',
+    cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-c', 'local', '-i', 'localhost,', '-e', 'clusternet_node_name=n00000', '-e', 'clusternet_persist=false',
            '-e', 'ansible_python_interpreter=/usr/bin/python3', 'local.yml']
     assert localhost_changes(run_in(netns, cmd, cwd=str(tmp_path))) > 0
     assert_node_state(netns, 0)
@@ -77,7 +77,7 @@ def test_ansible_pull_from_a_local_git_repository(netns, tmp_path):
     subprocess.run(git + ['add', '.'], check=True)
     subprocess.run(git + ['commit', '-qm', 'intent'], check=True)
     pull = [os.path.join(VENV_BIN, 'ansible-pull'), '-U', 'file://' + origin, '-d', checkout,
-            '-e', 'clusternet_node_name=n00001', 'local.yml']
+            '-e', 'clusternet_node_name=n00001', '-e', 'clusternet_persist=false', 'local.yml']
 
     assert localhost_changes(run_in(netns, pull)) > 0
     assert_node_state(netns, 1)

@@ -47,7 +47,8 @@ def converge(ns, cluster, node, state='present', expect_failure=False, check=Fal
     play = [{
         'hosts': 'all', 'gather_facts': False,
         'vars': dict({'clusternet_cluster': cluster, 'clusternet_node_name': node,
-                      'clusternet_state': state, 'clusternet_vip_link_kind': 'ifb'}, **extra_vars),
+                      'clusternet_state': state, 'clusternet_vip_link_kind': 'ifb',
+                      'clusternet_persist': False}, **extra_vars),  # the namespace shares the host's files
         'roles': ['clusternet.node.node_network'],
     }]
     return run(ns, json.dumps(play), 'localhost', expect_failure=expect_failure, extra_args=['--check'] if check else [])
@@ -58,7 +59,8 @@ def run_lab_playbook(ns, name, node, python=None):
     with open(os.path.join(REPO, 'playbooks', name + '.yml')) as handle:
         text = handle.read()
     return run(ns, text, node, python=python,
-               extra_args=['-i', os.path.join(REPO, 'inventories', 'lab'), '--limit', node, '-e', 'ansible_connection=local'])
+               extra_args=['-i', os.path.join(REPO, 'inventories', 'lab'), '--limit', node, '-e', 'ansible_connection=local',
+                                    '-e', 'clusternet_persist=false'])
 
 
 def run(ns, text, host, expect_failure=False, extra_args=(), python=None):

@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import types
 
@@ -178,6 +179,7 @@ class AnsibleModule(object):
         self.check_mode = False
         self._diff = False
         self.warnings = []
+        self._tmpdir = None
         try:
             self.params = validate(argument_spec, self.args)
         except ValueError as exc:
@@ -202,13 +204,26 @@ class AnsibleModule(object):
     def warn(self, warning):
         self.warnings.append(warning)
 
+    @property
+    def tmpdir(self):
+        """A private directory for the call, removed when it exits (AnsibleModule.tmpdir)."""
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.mkdtemp(prefix='clusternet-restore-')
+        return self._tmpdir
+
+    def _cleanup(self):
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
     def exit_json(self, **result):
         result.setdefault('changed', False)
         result['warnings'] = self.warnings
+        self._cleanup()
         raise ModuleExit(result)
 
     def fail_json(self, msg, **result):
         result.update(failed=True, msg=msg, warnings=self.warnings)
+        self._cleanup()
         raise ModuleExit(result)
 
 
@@ -271,6 +286,9 @@ def summary(call, result):
 
 
 def restore(directory, node_ip_timeout, log=print):
+    if not os.path.exists(os.path.join(directory, 'state.json')):
+        log('nothing persisted yet in %s: no converge has succeeded on this node' % directory)
+        return True
     with open(os.path.join(directory, 'state.json')) as handle:
         calls = json.load(handle)['calls']
     with open(os.path.join(directory, 'plugins.bundle')) as handle:
