@@ -116,7 +116,7 @@ def test_files_unit_and_absent(netns, dirs):
     assert [call['module'] for call in calls] == ['ipset'] * 5 + ['vip', 'masquerade', 'fip']
     assert calls[5]['args'] == {'addresses': ['10.43.0.10', '2001:db8:43::10', '192.0.2.80', '10.43.0.53', '2001:db8:43::53'],
                                 'node_ips': list(NODE_IPS), 'interface': 'kube-dummy-if', 'link_kind': 'ifb',
-                                'exclusive': True, 'delete_interface': False, 'state': 'present'}
+                                'exclusive': True, 'delete_interface': False, 'state': 'present', 'adopt': False}
     with open(os.path.join(unit_dir, 'clusternet-node.service')) as handle:
         unit = handle.read()
     for line in ('Type=oneshot', 'RemainAfterExit=yes', 'After=network.target netfilter-persistent.service',
