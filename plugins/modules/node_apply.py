@@ -50,7 +50,7 @@ options:
   persist:
     description:
       - A file (on the node) to write, once every module call succeeded, with the arguments of those calls as JSON
-        (C({"calls": [{"module": ..., "args": {...}}, ...]})), mode 0600, through M(ansible.builtin.copy): what
+        (a C(calls) list of C(module) and C(args)), mode 0600, through C(ansible.builtin.copy), which is what
         P(clusternet.node.persistence#role)'s runner replays at boot. A failed run leaves the last converged file.
       - Not written with O(state=absent). Check mode writes nothing; diff mode shows the file's change.
     type: path

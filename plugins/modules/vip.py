@@ -61,7 +61,7 @@ options:
     default: false
   link_kind:
     description:
-      - The link kind used when the interface must be created: a single NOARP device, C(dummy), or C(ifb) where the
+      - The link kind used when the interface must be created, a single NOARP device, C(dummy), or C(ifb) where the
         kernel has no C(dummy). Other kinds are refused (C(veth) would create a second interface, a bridge runs
         duplicate address detection). An existing interface of ours is used whatever its kind.
     type: str
