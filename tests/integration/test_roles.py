@@ -60,7 +60,7 @@ def run_lab_playbook(ns, name, node, python=None):
         text = handle.read()
     return run(ns, text, node, python=python,
                extra_args=['-i', os.path.join(REPO, 'inventories', 'lab'), '--limit', node, '-e', 'ansible_connection=local',
-                                    '-e', 'clusternet_persist=false'])
+                           '-e', 'clusternet_persist=false'])
 
 
 def run(ns, text, host, expect_failure=False, extra_args=(), python=None):
