@@ -27,6 +27,9 @@ import dumps  # noqa: E402
 UNIT = 'clusternet-node.service'
 BOOT_TIMEOUT = 180
 
+# Seconds to let the kernel finish the rewired links' own IPv6 link-local state.
+SETTLE_TIMEOUT = 15
+
 
 def node_dumps(container):
     def run(command):
@@ -56,7 +59,13 @@ def reboot(inventory, container, extra_vars=None):
             raise SystemExit('reboot: %s did not finish booting within %d s' % (container, BOOT_TIMEOUT))
         time.sleep(0.5)
     state = exec_out(container, 'systemctl', 'is-active', UNIT)
+    # The kernel adds the link-local addresses and routes of the rewired links on its own,
+    # after their DAD: compare once those have settled (bounded), not in the middle of it.
+    settle = time.monotonic() + SETTLE_TIMEOUT
     after = node_dumps(container)
+    while after != before and time.monotonic() < settle:
+        time.sleep(0.5)
+        after = node_dumps(container)
     return {'equal': before == after, 'diff': dumps.differences(before, after), 'unit': state,
             'journal': exec_out(container, 'journalctl', '-b', '-o', 'cat', '--no-pager', '-u', UNIT),
             'seconds': time.monotonic() - started}

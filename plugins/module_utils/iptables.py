@@ -160,15 +160,13 @@ class Rule(object):
         """The value after the last occurrence of option (not counting a free-text value that
         looks like it, as in --comment -j), or None. Read from the tokens: no full parse."""
         tokens = self.tokens
-        found, start = None, 0
-        while True:
-            try:
-                index = tokens.index(option, start)
-            except ValueError:
-                return found
-            if (index == 0 or tokens[index - 1] not in FREE_TEXT) and index + 1 < len(tokens):
+        found, index = None, 0
+        while index < len(tokens) - 1:
+            if tokens[index] == option:
                 found = tokens[index + 1]
-            start = index + 1
+            # A free-text value is skipped whole, even one that reads as an option (--comment --comment).
+            index += 2 if tokens[index] in FREE_TEXT else 1
+        return found
 
     @property
     def target(self):

@@ -290,3 +290,9 @@ def test_other_backend_of_legacy_is_nft_and_unknown_is_none():
     ipt.other_backend_table(module, 'ipv6', ipt.Table('nat', 'legacy'))
     assert module.calls == [(['/sbin/ip6tables-nft-save', '-t', 'nat'], None)]
     assert ipt.other_backend_table(module, 'ipv6', ipt.Table('nat', None)) is None
+
+
+def test_a_comment_that_reads_as_its_own_option_leaves_the_target_found():
+    """--comment --comment -j X: the second --comment is the comment's value (found by the property test)."""
+    rule = ipt.Rule('-m comment --comment --comment -j CLUSTERNET-POSTRTG')
+    assert (rule.comment, rule.target) == ('--comment', 'CLUSTERNET-POSTRTG')

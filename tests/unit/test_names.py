@@ -12,3 +12,8 @@ def test_interface_names_the_kernel_refuses_are_named(name):
     with pytest.raises(ValueError) as exc:
         names.check_interface_name(name, 'interface')
     assert 'invalid interface %r' % (name,) in str(exc.value)
+
+
+def test_an_at_sign_is_refused_as_ip_prints_it_between_a_link_and_its_peer():
+    with pytest.raises(ValueError):
+        names.check_interface_name('x@y')
