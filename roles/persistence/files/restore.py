@@ -173,6 +173,7 @@ class AnsibleModule(object):
     """What the collection's modules and module_utils use of AnsibleModule."""
 
     args = {}  # the call's arguments, set by run_call before the module's main()
+    params = {}  # the last call's validated parameters, defaults included (for the journal line)
 
     def __init__(self, argument_spec, supports_check_mode=False, **_kwargs):
         self.argument_spec = argument_spec
@@ -181,7 +182,7 @@ class AnsibleModule(object):
         self.warnings = []
         self._tmpdir = None
         try:
-            self.params = validate(argument_spec, self.args)
+            self.params = AnsibleModule.params = validate(argument_spec, self.args)
         except ValueError as exc:
             self.fail_json(msg=str(exc))
 
@@ -246,7 +247,7 @@ def install(files):
 
 def run_call(call):
     """Run one module's main() with the call's arguments; its result (failed: true on failure)."""
-    AnsibleModule.args = call['args']
+    AnsibleModule.args, AnsibleModule.params = call['args'], {}
     name = '%s.plugins.modules.%s' % (COLLECTION, call['module'])
     try:
         module = importlib.import_module(name)
@@ -278,7 +279,8 @@ def wait_for(addresses, timeout, clock=time.monotonic, sleep=time.sleep, present
 
 
 def summary(call, result):
-    what = call['args'].get('name') or call['args'].get('interface') or call['args'].get('chain') or ''
+    params = dict(call['args'], **AnsibleModule.params)  # with the module's defaults (interface, chain)
+    what = params.get('name') or params.get('interface') or params.get('chain') or ''
     head = '%s%s' % (call['module'], ' ' + what if what else '')
     if result.get('failed'):
         return '%s: FAILED: %s' % (head, result.get('msg'))
