@@ -5,6 +5,7 @@ once per major; each of its tests is one pytest test here (`test_sanity[2.16-pyl
 judged from ansible-test's JUnit results."""
 
 import collections
+import functools
 import glob
 import os
 import subprocess
@@ -72,12 +73,14 @@ DOCUMENTED_IGNORES = set()
 Result = collections.namedtuple('Result', 'name failure skipped')
 
 
-@pytest.fixture(scope='module')
-def sanity(request):
-    """Run ansible-test sanity of one major once; returns (process, {test: [Result per Python version]})."""
+@functools.lru_cache(maxsize=None)
+def run_sanity(major):
+    """Run ansible-test sanity of one major; returns (process, {test: [Result per Python version]}).
+    Cached: pytest sets an indirectly parametrized fixture up again for every test id, which ran
+    ansible-test once per sanity test (about two hours in all) instead of once per major."""
     for stale in glob.glob(os.path.join(JUNIT, 'ansible-test-sanity-*.xml')):
         os.remove(stale)
-    venv_bin = cores.ensure(request.param)
+    venv_bin = cores.ensure(major)
     root, env = ansible_test_offline.prepare(venv_bin=venv_bin)
     proc = gates.run(ansible_test_offline.command(['--junit'], venv_bin), cwd=root, env=env, timeout=1800)
     results = {}
@@ -91,6 +94,11 @@ def sanity(request):
                 None if skipped is None else skipped.text,
             ))
     return proc, results
+
+
+@pytest.fixture
+def sanity(request):
+    return run_sanity(request.param)
 
 
 def test_no_undocumented_sanity_ignores():
