@@ -1,0 +1,88 @@
+"""clusternet.node.node_info against the real kernel, in a namespace per test: what it reports
+matches the kernel's own tools, feeding each fact back to its module changes nothing, and
+reading changes nothing (full dumps compared)."""
+
+import json
+
+import pytest
+
+# ifb: a link type every kernel here has (this one lacks dummy); node_info reports whichever kind.
+KIND = 'ifb'
+NODE_IPS = ['192.168.50.10', 'fd50::10']
+
+SETS = {'name': 'cn-info-pods', 'set_type': 'hash:net', 'entries': ['10.42.0.0/24', 'fd00:42::/64']}
+VIPS = ['10.96.0.1', 'fd00:10:96::1']
+FIPS = [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.5'},
+        {'external_ip': '2001:db8:ff::10', 'internal_ip': 'fd00:10::5'}]
+MASQ = {'cluster_cidrs': ['10.42.0.0/16', 'fd00:42::/56'], 'pod_cidrs': ['10.42.1.0/24', 'fd00:42:0:1::/64']}
+
+
+@pytest.fixture
+def node(netns):
+    netns.run('sysctl -qw net.ipv6.conf.default.accept_dad=0 && ip link add eth0 type veth peer name eth0p'
+              ' && ip link set eth0 up && ip link set eth0p up && ip addr add %s/24 dev eth0'
+              ' && ip addr add %s/64 dev eth0 nodad' % tuple(NODE_IPS))
+    return netns
+
+
+def converge(ns):
+    for name, args in (('ipset', SETS), ('vip', {'link_kind': KIND, 'addresses': VIPS, 'node_ips': NODE_IPS}),
+                       ('masquerade', MASQ), ('fip', {'floating_ips': FIPS})):
+        assert ns.module(name, args)['changed'], name
+
+
+def dumps(ns):
+    """Full dumps, iptables-save's timestamped comment lines left out."""
+    commands = ('ipset save', 'iptables-save -t nat', 'ip6tables-save -t nat', 'ip -d addr show',
+                'ip -4 route show table all', 'ip -6 route show table all')
+    return [ns.out(cmd + " | grep -v '^#'") for cmd in commands]
+
+
+def facts(ns, **args):
+    result = ns.module('node_info', args)
+    assert result['changed'] is False
+    return result['clusternet_node']
+
+
+def test_reports_what_the_kernel_holds_and_round_trips(node):
+    converge(node)
+    node.run('ipset add cn-info-pods 10.42.9.0/24')  # another writer's entry
+    before = dumps(node)
+    got = facts(node)
+    assert dumps(node) == before, 'node_info changed the kernel'
+
+    ipsets = dict((item['name'], item) for item in got['ipsets'])
+    assert sorted(ipsets) == sorted(set(name.replace('inet6:', '', 1) for name in node.out('ipset list -n').split()))
+    assert ipsets['cn-info-pods']['families'] == ['ipv4', 'ipv6']
+    assert ipsets['cn-info-pods']['entries'] == ['10.42.0.0/24', '10.42.9.0/24', 'fd00:42::/64']
+
+    kernel_addrs = json.loads(node.out('ip -j addr show dev kube-dummy-if'))[0]['addr_info']
+    assert got['vips']['present'] and got['vips']['ours'] and got['vips']['kind'] == KIND
+    assert sorted(got['vips']['addresses']) == sorted(a['local'] for a in kernel_addrs if a['scope'] != 'link')
+
+    assert sorted(got['floating_ips'], key=lambda f: f['external_ip']) == sorted(FIPS, key=lambda f: f['external_ip'])
+    for family, save in (('ipv4', 'iptables-save -t nat'), ('ipv6', 'ip6tables-save -t nat')):
+        kernel = [line.split(' ', 2)[2] for line in node.out(save).splitlines() if line.startswith('-A CLUSTERNET-POSTRTG ')]
+        assert got['masquerade'][family]['CLUSTERNET-POSTRTG'] == kernel, family
+    assert got['other_backend'] == {}
+
+    # each fact back to its module is a no-op
+    item = ipsets['cn-info-pods']
+    assert not node.module('ipset', dict((k, item[k]) for k in ('name', 'set_type', 'families', 'entries')))['changed']
+    assert not node.module('fip', {'floating_ips': got['floating_ips']})['changed']
+    assert not node.module('vip', {'link_kind': KIND, 'addresses': got['vips']['addresses'], 'node_ips': NODE_IPS})['changed']
+    assert dumps(node) == before
+
+
+def test_subsets_and_an_empty_node(netns):
+    got = facts(netns, gather_subset=['ipsets', 'vips'], interface='kube-dummy-if')
+    assert sorted(got) == ['ipsets', 'vips']
+    assert got['ipsets'] == []
+    assert got['vips'] == {'interface': 'kube-dummy-if', 'present': False, 'kind': None, 'up': False, 'ours': False, 'addresses': []}
+    got = facts(netns, gather_subset=['floating_ips'])
+    assert got == {'floating_ips': [], 'other_backend': {}}
+
+
+def test_an_unknown_subset_is_refused(netns):
+    result = netns.module('node_info', {'gather_subset': ['routes']}, expect_failure=True)
+    assert 'routes' in result['msg'] and 'gather_subset' in result['msg']
