@@ -12,10 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.clusternet.node.plugins.module_utils import fip
+from ansible_collections.clusternet.node.plugins.module_utils import fip, ipset, netlink
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
-from ansible_collections.clusternet.node.plugins.module_utils import ipset
-from ansible_collections.clusternet.node.plugins.module_utils import netlink
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV6
 from ansible_collections.clusternet.node.plugins.module_utils.vip import MARKER, managed_addresses
 

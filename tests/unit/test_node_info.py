@@ -1,8 +1,7 @@
 """node_info's pure shaping, on exact dump text."""
 
-from ansible_collections.clusternet.node.plugins.module_utils import info
+from ansible_collections.clusternet.node.plugins.module_utils import info, ipset
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
-from ansible_collections.clusternet.node.plugins.module_utils import ipset
 
 IPSET_SAVE = '''create cn-pods hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1
 add cn-pods 10.42.0.0/24
