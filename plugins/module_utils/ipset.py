@@ -54,6 +54,9 @@ EXAMPLE = {
 # The kernel refuses a /0 in these types; like kube-router, /0 becomes two /1.
 SPLIT_ZERO = ('hash:net', 'hash:net,port', 'hash:ip,port,net')
 ZERO_HALVES = {4: ('0.0.0.0/1', '128.0.0.0/1'), 6: ('::/1', '8000::/1')}
+# The kernel cannot store the all-zero address as these types' first part (hash:ip says
+# "Null-valued element", hash:ip,port EINVAL); the three-part types take it.
+NO_ZERO_ADDRESS = ('hash:ip', 'hash:ip,port')
 
 
 def shape(set_type):
@@ -203,6 +206,8 @@ def normalize_entry(value, set_type):
         try:
             if kind == 'ip':
                 version, options = _ip(part)
+                if options[0] in ('0.0.0.0', '::') and not texts[0] and set_type in NO_ZERO_ADDRESS:
+                    raise ValueError('the kernel cannot store the all-zero address %s in %s' % (options[0], set_type))
             elif kind == 'net':
                 version, options = _net(part, set_type in SPLIT_ZERO)
             elif kind == 'port':

@@ -15,12 +15,13 @@ IFNAMSIZ = 16  # bytes, with the terminating NUL
 
 def check_interface_name(name, what='interface name'):
     """The kernel's dev_valid_name(): 1 to 15 bytes (UTF-8, not characters), not "." or
-    "..", no "/", ":", whitespace or NUL; and no "@", which ip prints between a link and its
-    peer (x@y reads as link x of peer y). Returns the name."""
+    "..", no "/", ":", whitespace or NUL; no "@", which ip prints between a link and its
+    peer (x@y reads as link x of peer y); and no "%", which the kernel takes as a template
+    when it creates a link (kube%d becomes kube0), so no link has that name. Returns the name."""
     text = name if isinstance(name, str) else ''
     size = len(text.encode('utf-8', 'surrogatepass'))
-    if not 0 < size < IFNAMSIZ or text in ('.', '..') or any(c in '/:@\0' or c.isspace() for c in text):
-        raise ValueError('invalid %s %r: expected 1 to %d bytes, not "." or "..", without "/", ":", "@" or whitespace'
+    if not 0 < size < IFNAMSIZ or text in ('.', '..') or any(c in '/:@%\0' or c.isspace() for c in text):
+        raise ValueError('invalid %s %r: expected 1 to %d bytes, not "." or "..", without "/", ":", "@", "%%" or whitespace'
                          % (what, name, IFNAMSIZ - 1))
     return text
 

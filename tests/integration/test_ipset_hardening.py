@@ -89,6 +89,8 @@ REFUSED = [
     ({'set_type': 'hash:ip,port', 'entries': ['10.0.0.1,tcp:80', '10.0.0.1,tcp:\u0668\u0660']}, "'10.0.0.1,tcp:\u0668\u0660'"),
     ({'set_type': 'hash:net', 'entries': ['10.0.0.0/8', '10.0.0.0/\u0668']}, "'10.0.0.0/\u0668'"),
     ({'set_type': 'hash:net', 'entries': ['2001:db8::/\u0663\u0662']}, "'2001:db8::/\u0663\u0662'"),
+    ({'entries': ['10.0.0.1', '0.0.0.0']}, "'0.0.0.0' does not fit set_type hash:ip"),
+    ({'set_type': 'hash:ip,port', 'entries': ['2001:db8::1,udp:53', '::,tcp:80']}, "'::,tcp:80'"),
 ]
 
 
@@ -99,6 +101,24 @@ def test_refused_input_names_the_value_and_changes_nothing(netns, args, message)
     result = netns.module('ipset', dict({'name': 'fresh', 'entries': ['10.0.0.1', '2001:db8::1']}, **args), expect_failure=True)
     assert message in result['msg']
     assert dumps(netns) == before
+
+
+@pytest.mark.parametrize('set_type, entry', [('hash:ip', '0.0.0.0'), ('hash:ip family inet6', '::'),
+                                             ('hash:ip,port', '0.0.0.0,tcp:80'), ('hash:ip,port family inet6', '::,udp:53')])
+def test_the_kernel_refuses_the_all_zero_address_where_validation_does(netns, set_type, entry):
+    """Why the all-zero address is refused in these types: ipset restore would create the
+    set and stop at the entry, half-way through the batch."""
+    netns.run('ipset create z %s' % set_type)
+    assert netns.run('ipset add z %s' % entry, check=False).returncode != 0
+    assert saved(netns, 'z') == set()
+
+
+def test_the_all_zero_address_is_stored_in_the_three_part_types(netns):
+    args = {'name': 'zeros', 'set_type': 'hash:ip,port,ip', 'entries': ['0.0.0.0,tcp:80,0.0.0.0', '::,udp:53,::']}
+    assert netns.module('ipset', args)['changed'] is True
+    assert saved(netns, 'zeros') == {'0.0.0.0,tcp:80,0.0.0.0'}
+    assert saved(netns, 'inet6:zeros') == {'::,udp:53,::'}
+    assert netns.module('ipset', args)['changed'] is False
 
 
 def test_ipset_has_no_end_of_options_marker(netns):

@@ -114,6 +114,13 @@ def test_loopback_is_never_managed(node, args):
     assert_refused(node, 'interface lo is the loopback interface: the vip module never manages it', interface='lo', **args)
 
 
+def test_an_interface_name_the_kernel_takes_as_a_template_is_refused(node):
+    """The property test's find: interface kube%d made a link kube0 (the kernel fills in a
+    free number) and the run then failed to find kube%d, leaving kube0 behind. assert_refused
+    compares the links too."""
+    assert_refused(node, "invalid interface name 'kube%d'", interface='kube%d', link_kind='ifb')
+
+
 @pytest.mark.parametrize('args', [
     {},
     {'addresses': [], 'state': 'absent', 'delete_interface': True},  # the drill: it deleted eth1

@@ -34,6 +34,8 @@ add k 10.0.0.1 timeout 287 packets 0 bytes 0 comment "hi there"
     ('hash:net,port', '::/0,53', 'ipv6', ['::/1,tcp:53', '8000::/1,tcp:53']),
     ('hash:ip,port,ip', '10.0.0.1,tcp:80,10.0.0.2', 'ipv4', ['10.0.0.1,tcp:80,10.0.0.2']),
     ('hash:ip,port,net', '10.0.0.1,sctp:9,10.1.0.1/32', 'ipv4', ['10.0.0.1,sctp:9,10.1.0.1']),
+    # the kernel stores the all-zero address in the three-part types, not in hash:ip(,port)
+    ('hash:ip,port,ip', '0.0.0.0,tcp:80,0.0.0.0', 'ipv4', ['0.0.0.0,tcp:80,0.0.0.0']),
     ('hash:ip,port,net', '10.0.0.1,tcp:80,0.0.0.0/0', 'ipv4', ['10.0.0.1,tcp:80,0.0.0.0/1', '10.0.0.1,tcp:80,128.0.0.0/1']),
     # the kernel accepts /0 with an interface, so it is kept whole
     ('hash:net,iface', '0.0.0.0/0,eth0', 'ipv4', ['0.0.0.0/0,eth0']),
@@ -48,6 +50,9 @@ def test_normalize_entry_matches_ipset_save(set_type, value, family, texts):
     ('hash:ip', '010.0.0.1', 'invalid address'),  # ipset would read it as octal 8.0.0.1
     ('hash:ip', '10.0.0.0/24', 'invalid address'),
     ('hash:ip', 'fe80::1%eth0', 'does not accept'),
+    ('hash:ip', '0.0.0.0', 'all-zero address'),
+    ('hash:ip', '::/128', 'all-zero address'),
+    ('hash:ip,port', '0:0::0,udp:53', 'all-zero address'),
     ('hash:ip', '10.0.0.1,tcp:80', 'expected 10.42.1.6'),
     ('hash:net', '10.0.0.1/24', 'zero host bits'),
     ('hash:net', '10.0.0.0/33', 'expected 0 to 32'),

@@ -17,3 +17,9 @@ def test_interface_names_the_kernel_refuses_are_named(name):
 def test_an_at_sign_is_refused_as_ip_prints_it_between_a_link_and_its_peer():
     with pytest.raises(ValueError):
         names.check_interface_name('x@y')
+
+
+def test_a_percent_sign_is_refused_as_the_kernel_takes_it_as_a_name_template():
+    with pytest.raises(ValueError) as exc:
+        names.check_interface_name('kube%d')
+    assert "'kube%d'" in str(exc.value) and '"%"' in str(exc.value)
