@@ -305,8 +305,8 @@ class Fleet(object):
 
     live = []
 
-    def __init__(self, count, size, workdir):
-        self.count, self.size = count, size
+    def __init__(self, count, size, workdir, source='file'):
+        self.count, self.size, self.source = count, size, source
         self.dir = tempfile.mkdtemp(prefix='fleet-%d-' % size, dir=workdir)
         token = uuid.uuid4().hex[:6]
         self.namespaces = []
@@ -337,8 +337,17 @@ class Fleet(object):
         self.write_intent(intent(size))
 
     def write_intent(self, cluster):
+        """source 'file': a JSON file named by clusternet_cluster_file (the README's large-fleet
+        layout); 'inventory': clusternet_cluster in group_vars YAML, as the lab's inventory has it."""
+        if self.source == 'file':
+            path = os.path.join(self.dir, 'cluster.json')
+            with open(path, 'w') as handle:
+                json.dump(cluster, handle)
+            text = 'clusternet_cluster_file: %s\n' % json.dumps(path)
+        else:
+            text = intent_yaml(cluster)
         with open(os.path.join(self.inventory, 'group_vars', 'all', 'cluster.yml'), 'w') as handle:
-            handle.write(intent_yaml(cluster))
+            handle.write(text)
 
     def playbook(self, name, text):
         path = os.path.join(self.dir, name)
@@ -407,11 +416,11 @@ def site_variant(serial=None):
 
 # ------------------------------------------------------------- the benchmark
 
-def measure_size(size, count, repeats, workdir, log):
+def measure_size(size, count, repeats, workdir, log, source):
     """First and no-change runs (medians over `repeats` fresh fleets) and the floor, per node."""
     first, same, floor = [], [], []
     for repeat in range(repeats):
-        fleet = Fleet(count, size, workdir)
+        fleet = Fleet(count, size, workdir, source)
         try:
             wall, cpu, recap = fleet.run(PLAYBOOK)
             if not all(r['changed'] for r in recap.values()):
@@ -560,6 +569,8 @@ def main(argv=None):
     parser.add_argument('--quick', action='store_true', help='one run, intents of 3 and 1,000 nodes')
     parser.add_argument('--strict', action='store_true', help='exit non-zero when a target is missed')
     parser.add_argument('--nodes', type=int, default=3, help='namespace nodes converged (default 3)')
+    parser.add_argument('--intent', choices=['file', 'inventory'], default='file',
+                        help='the intent in a JSON file named by clusternet_cluster_file (default), or as clusternet_cluster in group_vars YAML')
     parser.add_argument('--sizes', type=lambda text: [int(v) for v in text.split(',')], help='intent sizes (default 3,1000,3000,10000)')
     parser.add_argument('--repeats', type=int, help='runs per size (default 3 up to 1,000 nodes, 1 above; 1 with --quick)')
     parser.add_argument('--engines', type=int, metavar='SIZE', help='time vip and ipset alone at this intent size (default: largest target size)')
@@ -583,10 +594,11 @@ def main(argv=None):
 
     rows, failed = [], []
     try:
-        log('\n## fleet: playbooks/site.yml on %d namespace node(s); %d pods/node, services = nodes, dual-stack' % (args.nodes, PODS_PER_NODE))
+        log('\n## fleet: playbooks/site.yml on %d namespace node(s); %d pods/node, services = nodes, dual-stack; intent from %s'
+            % (args.nodes, PODS_PER_NODE, 'a JSON file (clusternet_cluster_file)' if args.intent == 'file' else 'group_vars YAML (clusternet_cluster)'))
         for size in sizes:
             repeats = args.repeats or (1 if args.quick or size > 1000 else 3)
-            rows += measure_size(size, args.nodes, repeats, workdir, log)
+            rows += measure_size(size, args.nodes, repeats, workdir, log, args.intent)
         baseline = dict((row['run'], row['cpu']) for row in rows if row['size'] == 3)
         table, failed = render_table(rows, baseline)
         log('\n' + table)

@@ -13,8 +13,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
 
+import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.clusternet.node.plugins.module_utils.families import (
     FAMILIES,
@@ -449,14 +451,44 @@ def node_state(cluster, node, prefix='cn-', state='present', masquerade_families
         raise _filter_error(exc) from None
 
 
-def node_plan(cluster, keep_error=False):
+def read_intent(path):
+    """The intent from a JSON or YAML file on the controller: the clusternet_cluster dict
+    itself, or a mapping of that one key (a group_vars file moved out of the inventory).
+
+    Read with json, or libyaml's safe loader, not as an inventory variable: Ansible's loader
+    tags every scalar with its origin, which at 3,000 nodes costs more CPU than the rest
+    of a no-change converge (bench/bench_fleet.py measures both).
+    """
+    try:
+        with open(path, 'rb') as handle:
+            text = handle.read()
+    except (OSError, IOError) as exc:
+        raise ValueError('clusternet_cluster_file %s: %s' % (path, exc.strerror or exc)) from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        try:
+            data = yaml.load(text, Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))
+        except yaml.YAMLError as exc:
+            raise ValueError('clusternet_cluster_file %s is neither JSON nor YAML: %s' % (path, exc)) from None
+    if isinstance(data, dict) and list(data) == ['clusternet_cluster']:
+        data = data['clusternet_cluster']
+    return data
+
+
+def node_plan(cluster, keep_error=False, path=None):
     """plan() as a filter: validate the intent once for the play, every node's share.
 
+    path: read the intent from this file instead (read_intent()); cluster must then be None.
     keep_error: return {'error': message} instead of failing, so a run_once render can
     hand the error to every host of the play (clusternet.node.node_apply fails each with
     it); a failed run_once task would stop the others without reporting them failed.
     """
     try:
+        if path:
+            if cluster is not None:
+                raise ValueError('set clusternet_cluster or clusternet_cluster_file (%s), not both' % path)
+            cluster = read_intent(path)
         return plan(cluster)
     except ValueError as exc:
         if keep_error:

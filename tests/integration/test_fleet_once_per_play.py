@@ -43,8 +43,9 @@ def fleet(netns_factory):
     return made
 
 
-def converge(fleet, cluster, hosts=NODES):
-    """playbooks/site.yml over hosts (local connection, each in its namespace); the JSON report."""
+def converge(fleet, cluster, hosts=NODES, from_file=False):
+    """playbooks/site.yml over hosts (local connection, each in its namespace); the JSON report.
+    from_file: the intent in a JSON file named by clusternet_cluster_file, not a variable."""
     with tempfile.TemporaryDirectory() as tmp:
         inventory = {'clusternet_nodes': {'hosts': {}}}
         for name in hosts:
@@ -55,8 +56,15 @@ def converge(fleet, cluster, hosts=NODES):
             inventory['clusternet_nodes']['hosts'][name] = {'ansible_connection': 'local', 'ansible_python_interpreter': wrapper}
         with open(os.path.join(tmp, 'hosts.json'), 'w') as handle:
             json.dump(inventory, handle)
+        extra = {'clusternet_vip_link_kind': 'ifb', 'clusternet_persist': False}
+        if from_file:
+            extra['clusternet_cluster_file'] = os.path.join(tmp, 'cluster.json')
+            with open(extra['clusternet_cluster_file'], 'w') as handle:
+                json.dump(cluster, handle)
+        else:
+            extra['clusternet_cluster'] = cluster
         with open(os.path.join(tmp, 'vars.json'), 'w') as handle:
-            json.dump({'clusternet_cluster': cluster, 'clusternet_vip_link_kind': 'ifb', 'clusternet_persist': False}, handle)
+            json.dump(extra, handle)
         proc = subprocess.run([os.path.join(VENV_BIN, 'ansible-playbook'), '-i', os.path.join(tmp, 'hosts.json'),
                                '-e', '@' + os.path.join(tmp, 'vars.json'), os.path.join(REPO, 'playbooks', 'site.yml')],
                               capture_output=True, text=True, env=ansible_env(), check=False)
@@ -75,11 +83,12 @@ def local_pods(ns):
     return ns.out('ipset list cn-local-pods; ipset list inet6:cn-local-pods')
 
 
-def test_invalid_intent_fails_every_host_before_any_kernel_is_touched(fleet):
+@pytest.mark.parametrize('from_file', [False, True], ids=['variable', 'file'])
+def test_invalid_intent_fails_every_host_before_any_kernel_is_touched(fleet, from_file):
     before = dict((name, strip_counters(dumps(ns))) for name, ns in fleet.items())
     cluster = copy.deepcopy(LAB)
     cluster['floating_ips'][0]['external_ip'] = '192.168.50.12'  # node2's address: every packet to node2 would go to web-0
-    report = converge(fleet, cluster)
+    report = converge(fleet, cluster, from_file=from_file)
     for name in NODES:
         assert report['stats'][name]['failures'] == 1 and report['stats'][name]['changed'] == 0, report['stats']
         failed = [(task, result['msg']) for task, result in results(report, name) if result.get('failed')]
@@ -105,3 +114,13 @@ def test_host_missing_from_the_intent_fails_alone_and_the_others_get_their_own_s
         assert sorted(line for line in members.splitlines() if line[:1].isdigit()) == sorted(pods), members
     report = converge(fleet, cluster, hosts=('node1', 'node2'))
     assert [report['stats'][name]['changed'] for name in ('node1', 'node2')] == [0, 0]
+
+
+def test_the_intent_from_a_file_converges_each_node_as_the_variable_does(fleet):
+    report = converge(fleet, LAB, from_file=True)
+    assert all(report['stats'][name]['changed'] == 1 and report['stats'][name]['failures'] == 0 for name in NODES), report['stats']
+    members = local_pods(fleet['node1'])
+    assert sorted(line for line in members.splitlines() if line[:1].isdigit()) == ['10.42.1.5', '2001:db8:42:1::5'], members
+    # The same intent as a variable finds nothing to change on any node.
+    report = converge(fleet, LAB)
+    assert [report['stats'][name]['changed'] for name in NODES] == [0, 0, 0], report['stats']

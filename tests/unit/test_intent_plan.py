@@ -68,3 +68,32 @@ def test_invalid_intent_fails_the_filter_or_is_kept_for_every_host():
     assert str(error.value) == message
     assert node_plan(cluster, keep_error=True) == {'error': message}
     assert node_plan(None, keep_error=True) == {'error': 'clusternet_cluster: clusternet_cluster must be a mapping, got None'}
+
+
+@pytest.mark.parametrize('form', ['json', 'yaml', 'group_vars'])
+def test_the_intent_read_from_a_file_renders_as_the_variable_does(tmp_path, form):
+    """clusternet_cluster_file: JSON, YAML, or a group_vars file moved out of the inventory."""
+    path = tmp_path / ('cluster.' + form)
+    if form == 'json':
+        path.write_text(json.dumps(LAB))
+    elif form == 'yaml':
+        path.write_text(yaml.safe_dump(LAB, sort_keys=False))
+    else:
+        path.write_text(yaml.safe_dump({"clusternet_cluster": LAB}, sort_keys=False))
+    assert node_plan(None, path=str(path)) == node_plan(LAB)
+
+
+def test_a_file_intent_fails_every_host_with_an_error_naming_it(tmp_path):
+    missing = str(tmp_path / 'missing.json')
+    assert node_plan(None, keep_error=True, path=missing) == {
+        'error': 'clusternet_cluster: clusternet_cluster_file %s: No such file or directory' % missing}
+    broken = tmp_path / 'broken.yml'
+    broken.write_text('nodes: [unclosed\n')
+    assert 'is neither JSON nor YAML' in node_plan(None, keep_error=True, path=str(broken))['error']
+    both = tmp_path / 'cluster.json'
+    both.write_text(json.dumps(LAB))
+    assert node_plan(LAB, keep_error=True, path=str(both)) == {
+        'error': 'clusternet_cluster: set clusternet_cluster or clusternet_cluster_file (%s), not both' % both}
+    # The file's content is validated as the variable is.
+    both.write_text(json.dumps(dict(LAB, service_cidrs=['10.42.0.0/16'])))
+    assert 'overlaps cluster_cidrs entry 10.42.0.0/16' in node_plan(None, keep_error=True, path=str(both))['error']
