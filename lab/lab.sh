@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make lab / make lab-down.
-#   up:   node image (built once), the lab's containers and network from
+#   up:   node image (built once; CLUSTERNET_NODE_RELEASE=trixie for Debian 13 nodes),
+#         the lab's containers and network from
 #         inventories/lab, playbooks/site.yml, then lab/check.py's summary,
 #         traffic checks and verdict (exit 1 when a check fails).
 #         Then the floating-IP gateway reboots with no playbook run (lab/reboot.py):
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 INVENTORY=inventories/lab
 PREFIX=$(sed -n 's/^ *prefix: *\([A-Za-z0-9_.-]*\).*/\1/p' "$INVENTORY/hosts.yml" | head -n1)
-IMAGE=localhost/clusternet-node:bookworm-systemd
+IMAGES=(localhost/clusternet-node:bookworm-systemd localhost/clusternet-node:trixie-systemd)
 export CONTAINERS_CONF=$REPO/lab/containers.conf
 export ANSIBLE_COLLECTIONS_PATH=$REPO/build/collections
 export ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_DISPLAY_SKIPPED_HOSTS=False ANSIBLE_LOCALHOST_WARNING=False
@@ -32,7 +33,7 @@ up() {
     mkdir -p build/collections/ansible_collections/clusternet
     ln -sfn "$REPO" build/collections/ansible_collections/clusternet/node
 
-    step "node image"
+    step "node image (${CLUSTERNET_NODE_RELEASE:-bookworm})"
     bash lab/image.sh
 
     step "lab containers and network ($PREFIX)"
@@ -61,10 +62,13 @@ up() {
 down() {
     python3 lab/labnet.py down "$PREFIX"
     rm -rf "$STATE"
-    if podman image exists "$IMAGE"; then
-        podman rmi "$IMAGE" >/dev/null 2>&1 && echo "removed image $IMAGE" \
-            || echo "kept image $IMAGE: containers outside the lab (Molecule?) still use it"
-    fi
+    local image
+    for image in "${IMAGES[@]}"; do
+        if podman image exists "$image"; then
+            podman rmi "$image" >/dev/null 2>&1 && echo "removed image $image" \
+                || echo "kept image $image: containers outside the lab (Molecule?) still use it"
+        fi
+    done
 }
 
 case "${1:-}" in

@@ -5,7 +5,12 @@
 `up` reads one JSON spec on stdin and reconciles the lab to it; `down PREFIX` removes it.
 Spec: {"prefix": "cn-lab", "networks": [node network CIDR per family],
        "outside": [outside address per family], "hosts": {inventory name: container},
+       "platforms": {inventory name: {"release": "trixie", "iptables": "legacy"}} (optional),
        "cluster": the clusternet_cluster intent}.
+A node's platform is its Debian release (image localhost/clusternet-node:RELEASE-systemd;
+default $CLUSTERNET_NODE_RELEASE, else bookworm) and its iptables backend (nft, Debian's
+default, or legacy, chosen with update-alternatives as an operator would); pods and the
+outside run the default release.
 
 Every container runs with `--network none`. The node network is a bridge inside a
 "switch" network namespace (PREFIX-sw); each container's eth0 is one end of a veth
@@ -36,7 +41,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault('CONTAINERS_CONF', os.path.join(HERE, 'containers.conf'))
-IMAGE = os.environ.get('CLUSTERNET_IMAGE', 'localhost/clusternet-node:bookworm-systemd')
+RELEASES = ('bookworm', 'trixie')
+RELEASE = os.environ.get('CLUSTERNET_NODE_RELEASE') or 'bookworm'
+BACKENDS = ('nft', 'legacy')
 LABEL = 'clusternet.lab'
 SPEC_LABEL = 'clusternet.lab.spec'
 PROBE = '/usr/local/lib/clusternet/whoami.py'
@@ -106,19 +113,19 @@ def plan(spec):
         if node is None:
             raise SystemExit('labnet: inventory host %s is not a node of the cluster intent' % host)
         node_ip[host] = dict((family(ip), ip) for ip in node['node_ips'])
-        containers[name] = {
+        containers[name] = dict(platform(host, (spec.get('platforms') or {}).get(host) or {}), **{
             'role': 'node', 'host': host,
             'addresses': ['%s/%d' % (ip, networks[family(ip)].prefixlen) for ip in node['node_ips']],
             'bridge': [_gateway_interface(cidr) for cidr in node['pod_cidrs']],
             'routes': [],
-        }
+        })
     for name, box in containers.items():
         for other, other_box in sorted(containers.items()):
             if other != name:
                 peer = cluster['nodes'][other_box['host']]
                 box['routes'] += [(cidr, node_ip[other_box['host']][family(cidr)]) for cidr in peer['pod_cidrs']]
     containers[outside_name(prefix)] = {
-        'role': 'outside',
+        'role': 'outside', 'release': RELEASE,
         'addresses': ['%s/%d' % (ip, networks[family(ip)].prefixlen) for ip in spec['outside']],
         'routes': [(host_route(fip['external_ip']), node_ip[fip['gateway']][family(fip['external_ip'])])
                    for fip in cluster.get('floating_ips') or []],
@@ -130,11 +137,25 @@ def plan(spec):
             raise SystemExit('labnet: two pods are named %s' % pod['name'])
         cidrs = cluster['nodes'][pod['node']]['pod_cidrs']
         containers[name] = {
-            'role': 'pod', 'node': by_host[pod['node']],
+            'role': 'pod', 'node': by_host[pod['node']], 'release': RELEASE,
             'addresses': [_in_cidr(ip, cidrs) for ip in pod['ips']],
             'routes': [('default', _gateway_interface(_containing(ip, cidrs)).split('/')[0]) for ip in pod['ips']],
         }
     return containers
+
+
+def platform(host, given):
+    """A node's release and iptables backend, checked: a typo must not quietly test the default."""
+    unknown = sorted(set(given) - set(('release', 'iptables')))
+    chosen = {'release': given.get('release') or RELEASE, 'iptables': given.get('iptables') or 'nft'}
+    if unknown or chosen['release'] not in RELEASES or chosen['iptables'] not in BACKENDS:
+        raise SystemExit('labnet: platform of %s: %r: expected release %s, iptables %s'
+                         % (host, given, ' or '.join(RELEASES), ' or '.join(BACKENDS)))
+    return chosen
+
+
+def image(release):
+    return 'localhost/clusternet-node:%s-systemd' % release
 
 
 def _containing(ip, cidrs):
@@ -177,7 +198,11 @@ def start(prefix, name, box):
         mode, command = ['--init'], ['python3', PROBE, 'serve']
     podman('run', '-d', '--name', name, '--hostname', name, '--network', 'none', *mode,
            '--label', '%s=%s' % (LABEL, prefix), '--label', '%s=%s' % (SPEC_LABEL, spec_hash(box)),
-           '-v', '%s:%s:ro' % (os.path.join(HERE, 'whoami.py'), PROBE), IMAGE, *command)
+           '-v', '%s:%s:ro' % (os.path.join(HERE, 'whoami.py'), PROBE), image(box['release']), *command)
+    if box.get('iptables') == 'legacy':
+        # As an operator switches a Debian node: both commands of each family, before any run.
+        for tool in ('iptables', 'ip6tables'):
+            podman('exec', name, 'update-alternatives', '--quiet', '--set', tool, '/usr/sbin/%s-legacy' % tool)
 
 
 def pid_of(name):
@@ -239,8 +264,9 @@ def configure(pid, box):
 def up(spec):
     prefix = spec['prefix']
     containers = plan(spec)
-    if run('podman', 'image', 'exists', IMAGE, check=False).returncode != 0:
-        subprocess.run(['bash', os.path.join(HERE, 'image.sh')], check=True)
+    releases = sorted(set(box['release'] for box in containers.values()))
+    if any(run('podman', 'image', 'exists', image(release), check=False).returncode != 0 for release in releases):
+        subprocess.run(['bash', os.path.join(HERE, 'image.sh')] + releases, check=True)
     switch = switch_name(prefix)
     ensure_switch(switch)
     have = existing(prefix)

@@ -18,9 +18,18 @@ def lab_spec():
     with open(os.path.join(REPO, 'inventories', 'lab', 'group_vars', 'all', 'cluster.yml')) as intent:
         cluster = yaml.safe_load(intent)['clusternet_cluster']
     with open(os.path.join(REPO, 'inventories', 'lab', 'hosts.yml')) as hosts:
-        lab = yaml.safe_load(hosts)['all']['vars']['clusternet_lab']
+        inventory = yaml.safe_load(hosts)['all']
+    lab = inventory['vars']['clusternet_lab']
+    nodes = dict(item for group in inventory['children']['clusternet_nodes']['children'].values() for item in group['hosts'].items())
     return {'prefix': lab['prefix'], 'networks': lab['networks'], 'outside': lab['outside'],
-            'hosts': {'node1': 'cn-lab-node1', 'node2': 'cn-lab-node2', 'gw1': 'cn-lab-gw1'}, 'cluster': cluster}
+            'hosts': dict((name, node['ansible_host']) for name, node in nodes.items()),
+            'platforms': dict((name, node['clusternet_lab_platform']) for name, node in nodes.items() if 'clusternet_lab_platform' in node),
+            'cluster': cluster}
+
+
+@pytest.fixture(autouse=True)
+def default_release(monkeypatch):
+    monkeypatch.setattr(labnet, 'RELEASE', 'bookworm')  # as without CLUSTERNET_NODE_RELEASE
 
 
 def test_plan_of_the_lab_intent():
@@ -28,18 +37,19 @@ def test_plan_of_the_lab_intent():
     assert sorted(plan) == ['cn-lab-gw1', 'cn-lab-node1', 'cn-lab-node2', 'cn-lab-outside',
                             'cn-lab-pod-dns-0', 'cn-lab-pod-web-0', 'cn-lab-pod-web-1']
     assert plan['cn-lab-node1'] == {
-        'role': 'node', 'host': 'node1',
+        'role': 'node', 'host': 'node1', 'release': 'bookworm', 'iptables': 'nft',
         'addresses': ['192.168.50.11/24', 'fd00:50::11/64'],
         'bridge': ['10.42.1.1/24', '2001:db8:42:1::1/64'],
         'routes': [('10.42.3.0/24', '192.168.50.13'), ('2001:db8:42:3::/64', 'fd00:50::13'),
                    ('10.42.2.0/24', '192.168.50.12'), ('2001:db8:42:2::/64', 'fd00:50::12')],
     }
+    assert plan['cn-lab-node2']['iptables'] == 'legacy'
     assert plan['cn-lab-outside'] == {
-        'role': 'outside', 'addresses': ['192.168.50.100/24', 'fd00:50::100/64'],
+        'role': 'outside', 'release': 'bookworm', 'addresses': ['192.168.50.100/24', 'fd00:50::100/64'],
         'routes': [('198.51.100.10/32', '192.168.50.13'), ('2001:db8:100::10/128', 'fd00:50::13')],
     }
     assert plan['cn-lab-pod-dns-0'] == {
-        'role': 'pod', 'node': 'cn-lab-node2',
+        'role': 'pod', 'node': 'cn-lab-node2', 'release': 'bookworm',
         'addresses': ['10.42.2.53/24', '2001:db8:42:2::53/64'],
         'routes': [('default', '10.42.2.1'), ('default', '2001:db8:42:2::1')],
     }
@@ -49,6 +59,14 @@ def test_plan_rejects_a_pod_outside_its_node_pod_cidrs():
     spec = lab_spec()
     spec['cluster']['pods'][0]['ips'] = ['10.42.2.5']  # node2's CIDR, pod on node1
     with pytest.raises(SystemExit, match='10.42.2.5 is in none of its node pod CIDRs'):
+        labnet.plan(spec)
+
+
+@pytest.mark.parametrize('given', [{'release': 'bullseye'}, {'iptables': 'nf_tables'}, {'relase': 'trixie'}])
+def test_plan_rejects_a_platform_it_does_not_build(given):
+    spec = lab_spec()
+    spec['platforms'] = {'node1': given}
+    with pytest.raises(SystemExit, match='platform of node1'):
         labnet.plan(spec)
 
 

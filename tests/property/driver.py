@@ -14,8 +14,8 @@ arguments, over the foreign state planted in the namespace, and checks the invar
 
 Between examples our objects are removed and the dump must equal the baseline again;
 when the cheap reset cannot get there the driver moves to a fresh namespace.
-Environment: CN_PROPERTY_EXAMPLES (examples, default 2000), CN_PROPERTY_SECONDS (time cap,
-default 400: no new chunk of examples starts after it), CN_PROPERTY_MULTIPLE=1 (search for
+Environment: CN_PROPERTY_EXAMPLES (examples, default 3000), CN_PROPERTY_SECONDS (time cap,
+default 600: no new chunk of examples starts after it), CN_PROPERTY_MULTIPLE=1 (search for
 every distinct bug), CN_PROPERTY_SHRINK_SECONDS (default 60), CN_PROPERTY_SEED
 (default 12; "random" for a new one). The seed is printed first, so a failure can be replayed.
 """
@@ -170,11 +170,11 @@ def main():
     STATS.start = time.monotonic()
     # A fixed count, not a time budget, makes the CI profile the same examples on every machine
     # (a faster CI once reached chunks no local run had); the cap only guards a slow one.
-    examples = int(os.environ.get('CN_PROPERTY_EXAMPLES', '2000'))
+    examples = int(os.environ.get('CN_PROPERTY_EXAMPLES', '3000'))
     # One bug (shrunk) stops the run; with CN_PROPERTY_MULTIPLE=1 every distinct one is searched
     # for and shrunk, over all the examples asked for in one hypothesis run (no time budget then).
     multiple = os.environ.get('CN_PROPERTY_MULTIPLE') == '1'
-    deadline = time.monotonic() + float(os.environ.get('CN_PROPERTY_SECONDS', '400'))
+    deadline = time.monotonic() + float(os.environ.get('CN_PROPERTY_SECONDS', '600'))
     engine_module.MAX_SHRINKING_SECONDS = int(os.environ.get('CN_PROPERTY_SHRINK_SECONDS', '60'))
     chosen = os.environ.get('CN_PROPERTY_SEED', '12')
     number = random.SystemRandom().randrange(2 ** 32) if chosen == 'random' else int(chosen)

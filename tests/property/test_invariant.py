@@ -6,8 +6,8 @@ generated module runs in-process, checking after each one what driver.py's docst
 The four drivers run at once (they are mostly waiting on the kernel tools), each within a
 time budget; the seed is printed first and with any failure.
 
-`make test` runs the CI profile (fixed seed 12, the first 2000 examples per engine, whatever
-the machine's speed; CN_PROPERTY_SECONDS=400 caps a slow machine); `make fuzz` runs many more with a random seed.
+`make test` runs the CI profile (fixed seed 12, the first 3000 examples per engine, whatever
+the machine's speed; CN_PROPERTY_SECONDS=600 caps a slow machine); `make fuzz` runs many more with a random seed.
 """
 
 import json

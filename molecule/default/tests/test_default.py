@@ -11,6 +11,8 @@ NODES = {  # inventory name: (container, IPv4 node IP, IPv6 node IP)
     'n2': ('cn-mol-def-n2', '192.168.60.12', 'fd00:60::12'),
     'gw': ('cn-mol-def-gw', '192.168.60.13', 'fd00:60::13'),
 }
+PLATFORMS = {'n1': ('bookworm', 'nf_tables'), 'n2': ('trixie', 'nf_tables'), 'gw': ('trixie', 'legacy')}
+OTHER_SAVE = {'nf_tables': 'iptables-legacy-save', 'legacy': 'iptables-nft-save'}
 POD_CIDRS = {'n1': ('10.244.1.0/24', 'fd10:244:0:1::/64'), 'n2': ('10.244.2.0/24', 'fd10:244:0:2::/64'), 'gw': ('10.244.3.0/24', 'fd10:244:0:3::/64')}
 CLUSTER = {'ipv4': '10.244.0.0/16', 'ipv6': 'fd10:244::/56'}
 MULTICAST = {'ipv4': '224.0.0.0/4', 'ipv6': 'ff00::/8'}
@@ -46,6 +48,17 @@ def expected_sets(node):
 @pytest.fixture(scope='module', params=sorted(NODES))
 def node(request):
     return request.param, hs.box(NODES[request.param][0])
+
+
+def test_each_node_runs_its_release_and_backend_and_our_rules_are_in_that_backend_only(node):
+    name, box = node
+    release, backend = PLATFORMS[name]
+    assert 'VERSION_CODENAME=%s' % release in box.check_output('cat /etc/os-release')
+    for tool in ('iptables', 'ip6tables'):
+        assert '(%s)' % backend in box.check_output('%s -V' % tool), (name, tool)
+    assert 'CLUSTERNET-POSTRTG' in box.check_output('iptables-save -t nat')
+    # The other backend's nat table may not exist at all there: no rules of ours either way.
+    assert 'CLUSTERNET' not in box.run('%s -t nat' % OTHER_SAVE[backend]).stdout, name
 
 
 def test_each_family_set_holds_exactly_its_family(node):
