@@ -119,8 +119,10 @@ def runs(request, tmp_path_factory):
             wanted.add(item.callspec.params['scenario'])
         elif item.originalname == test_failing_verify_fails_the_run_and_destroys_its_containers.__name__:
             wanted.add('verify-fails')
-    for script in ('collections.sh', 'image.sh'):
-        subprocess.run(['bash', os.path.join(REPO, 'lab', script)], check=True, env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF))
+    # Both releases' images: the default scenario's nodes run Debian 12 and 13.
+    for script in (['collections.sh'], ['image.sh', 'bookworm', 'trixie']):
+        subprocess.run(['bash', os.path.join(REPO, 'lab', script[0])] + script[1:], check=True,
+                       env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF))
     logs = tmp_path_factory.mktemp('molecule-logs')
     started = dict((name, Molecule(['test', '-s', name], REPO, str(logs / name))) for name in SCENARIOS if name in wanted)
     if 'verify-fails' in wanted:
