@@ -16,12 +16,17 @@ clusternet/node, the link the test harness keeps to the checkout; files are
 listed through git, so untracked, unignored files are checked too and .venv and
 build/ (ignored) are not.
 
+For runs of several majors at once, snapshot() gives each its own copy of those files and
+its own HOME (ansible-test writes tests/output/ in the collection, and two runs creating the
+same sanity venv would race); pip's download cache is shared.
+
 Usage: ansible_test_offline.py [--core MAJOR] [ansible-test sanity options]   (e.g. --core 2.16 --test pep8)
 """
 
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -101,9 +106,9 @@ def link_interpreters(versions):
     return found, missing
 
 
-def seed_pip_bootstrap(packages):
-    """Write ~/.ansible/test/cache/get_pip_X_Y.py (our HOME) and the wheels it installs."""
-    cache = os.path.join(HOME, '.ansible', 'test', 'cache')
+def seed_pip_bootstrap(packages, home=HOME):
+    """Write ~/.ansible/test/cache/get_pip_X_Y.py (home) and the wheels it installs."""
+    cache = os.path.join(home, '.ansible', 'test', 'cache')
     os.makedirs(cache, exist_ok=True)
     pip_version = packages['pip']
     wheel = 'pip-%s-py3-none-any.whl' % pip_version
@@ -118,21 +123,40 @@ def seed_pip_bootstrap(packages):
     return script
 
 
-def prepare(root=None, venv_bin=VENV_BIN):
+def snapshot(name):
+    """A copy of the files ansible-test would see in the checkout (tracked, and untracked but
+    not ignored, as they are in the working tree), under build/ansible-test/trees/NAME; returns
+    the collection root. Without .git there, ansible-test walks the copy, which holds just those."""
+    root = os.path.join(STATE, 'trees', name, 'ansible_collections', 'clusternet', 'node')
+    shutil.rmtree(root, ignore_errors=True)
+    listed = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode('utf-8', 'surrogateescape')
+    for path in filter(None, listed.split('\0')):
+        source = os.path.join(REPO, path)
+        if not os.path.lexists(source):  # deleted in the working tree, not yet in git
+            continue
+        target = os.path.join(root, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(source, target, follow_symlinks=False)
+    return root
+
+
+def prepare(root=None, venv_bin=VENV_BIN, home=HOME):
     """Interpreters, pip bootstrap and collection link in place; returns (cwd, env) to run ansible-test with.
     root: the collection to test, by default this checkout through the harness's link;
-    venv_bin: the venv whose ansible-core runs (tests/lint/cores.py)."""
+    venv_bin: the venv whose ansible-core runs (tests/lint/cores.py); home: ansible-test's HOME."""
     packages = bootstrap_packages(venv_bin)
     found, missing = link_interpreters(packages)
     for each in set(json.dumps(packages[version], sort_keys=True) for version in found):
-        seed_pip_bootstrap(json.loads(each))
+        seed_pip_bootstrap(json.loads(each), home)
     sys.stderr.write('ansible-test sanity: Python %s\n' % ', '.join('%s=%s' % item for item in found.items()))
     if missing:
         sys.stderr.write('ansible-test sanity: NOT available here, not tested: Python %s\n' % ', '.join(missing))
     root = root or os.path.join(link_collection(), 'ansible_collections', 'clusternet', 'node')
     env = dict(os.environ)
     env.update({
-        'HOME': HOME,
+        'HOME': home,
+        'PIP_CACHE_DIR': os.path.join(STATE, 'pip-cache'),
         'ANSIBLE_TEST_CONTENT_ROOT': root,
         'PATH': os.pathsep.join([PYTHONS_BIN, venv_bin, env.get('PATH', '')]),
     })

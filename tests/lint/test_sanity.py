@@ -5,6 +5,7 @@ once per major; each of its tests is one pytest test here (`test_sanity[2.16-pyl
 judged from ansible-test's JUnit results."""
 
 import collections
+import concurrent.futures
 import functools
 import glob
 import os
@@ -19,7 +20,9 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-JUNIT = os.path.join(gates.REPO, 'tests', 'output', 'junit')
+# Majors whose ansible-test runs at once, each on its own copy of the collection and HOME:
+# run one after another, cold, the six took about 16 minutes of make test.
+PARALLEL = int(os.environ.get('CN_SANITY_PARALLEL', '3'))
 
 # ansible-test reports "No tests applicable." for these: nothing in the collection is of their
 # kind (README lists them). test_sanity_not_applicable checks that this stays true; any other
@@ -74,17 +77,32 @@ Result = collections.namedtuple('Result', 'name failure skipped')
 
 
 @functools.lru_cache(maxsize=None)
+def started():
+    """{major: future of sanity(major)}: every major prepared here, one after another (they share
+    the interpreter links), then PARALLEL runs at a time. Cached: pytest sets an indirectly
+    parametrized fixture up again for every test id, which once ran ansible-test per sanity
+    test (about two hours in all) instead of once per major."""
+    prepared = {}
+    for major in cores.CORES:
+        venv_bin = cores.ensure(major)
+        home = os.path.join(ansible_test_offline.STATE, 'home-' + major)
+        prepared[major] = (venv_bin,) + ansible_test_offline.prepare(ansible_test_offline.snapshot(major), venv_bin, home)
+    pool = concurrent.futures.ThreadPoolExecutor(PARALLEL)
+    futures = dict((major, pool.submit(sanity_of, *prepared[major])) for major in cores.CORES)
+    pool.shutdown(wait=False)
+    return futures
+
+
 def run_sanity(major):
-    """Run ansible-test sanity of one major; returns (process, {test: [Result per Python version]}).
-    Cached: pytest sets an indirectly parametrized fixture up again for every test id, which ran
-    ansible-test once per sanity test (about two hours in all) instead of once per major."""
-    for stale in glob.glob(os.path.join(JUNIT, 'ansible-test-sanity-*.xml')):
-        os.remove(stale)
-    venv_bin = cores.ensure(major)
-    root, env = ansible_test_offline.prepare(venv_bin=venv_bin)
-    proc = gates.run(ansible_test_offline.command(['--junit'], venv_bin), cwd=root, env=env, timeout=1800)
+    return started()[major].result()
+
+
+def sanity_of(venv_bin, root, env):
+    """Run ansible-test sanity in root; returns (process, {test: [Result per Python version]})."""
+    junit = os.path.join(root, 'tests', 'output', 'junit')
+    proc = gates.run(ansible_test_offline.command(['--junit'], venv_bin), cwd=root, env=env, timeout=2400)
     results = {}
-    for path in glob.glob(os.path.join(JUNIT, 'ansible-test-sanity-*.xml')):
+    for path in glob.glob(os.path.join(junit, 'ansible-test-sanity-*.xml')):
         for case in ElementTree.parse(path).iter('testcase'):
             failure, skipped = case.find('failure'), case.find('skipped')
             test = case.get('name').split('-python-')[0]
