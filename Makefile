@@ -10,12 +10,13 @@ APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
 	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup apt venv collections cores test unit integration lint molecule build docs bench bench-fleet lab lab-down clean
+.PHONY: help setup apt venv lock collections cores test unit integration lint molecule build docs bench bench-fleet lab lab-down clean
 
 help:
 	@echo "make lab        converge a podman lab of nodes from inventories/lab and check it"
 	@echo "make test       run every test (unit, integration, lint gates, docsite, molecule, build)"
 	@echo "make docs       build the HTML docsite into build/docs/html (antsibull-docs + Sphinx, offline)"
+	@echo "make lock       regenerate requirements/*.lock (every pip install reads one, with hashes)"
 	@echo "make unit | integration | lint | molecule | build | bench | bench-fleet | fuzz | lab-down | clean"
 
 setup: apt venv collections cores
@@ -38,10 +39,16 @@ collections: venv
 cores: venv
 	@$(PY) tests/lint/cores.py
 
-$(VENV)/.stamp: requirements.txt
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+# Every pip install reads a lock with hashes (requirements/*.lock): a fresh machine gets exactly
+# the versions of the last green run. The venv is rebuilt whole when its lock changes.
+$(VENV)/.stamp: requirements/dev.lock
+	python3 -m venv --clear $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.lock
 	touch $@
+
+# Regenerate every lock on purpose (uv's resolver, PyPI as of LOCK_DATE, default now); then make test.
+lock:
+	python3 requirements/lock.py
 
 # The one test command: README and .ci/run call exactly this.
 test: setup

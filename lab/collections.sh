@@ -7,18 +7,18 @@
 # Idempotent: does nothing when the pinned version is already installed.
 set -euo pipefail
 VENV=${1:-$(dirname "$0")/../.venv}
-ANSIBLE_WHEEL_VERSION=12.2.0   # ships containers.podman 1.18.0, for ansible-core 2.19
-WANT=1.18.0
+LOCK=$(cd "$(dirname "$0")/.." && pwd)/requirements/ansible-wheel.lock   # ansible 12.2.0, with hashes
+WANT=1.18.0   # the containers.podman that wheel ships, for ansible-core 2.19
 
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 manifest=$site/ansible_collections/containers/podman/MANIFEST.json
 have=$("$VENV/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["collection_info"]["version"])' "$manifest" 2>/dev/null || true)
 [ "$have" = "$WANT" ] && exit 0
 
-echo "collections: installing containers.podman $WANT from the ansible $ANSIBLE_WHEEL_VERSION wheel"
+echo "collections: installing containers.podman $WANT from the ansible wheel of $LOCK"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp" "ansible==$ANSIBLE_WHEEL_VERSION"
+"$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --require-hashes -d "$tmp" -r "$LOCK"
 rm -rf "$site/ansible_collections/containers/podman"
 "$VENV/bin/python" - "$tmp"/ansible-*.whl "$site" <<'PY'
 import sys

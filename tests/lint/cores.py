@@ -1,12 +1,14 @@
 """The ansible-core releases the collection claims (meta/runtime.yml's requires_ansible), each
 tested in a venv of its own under build/cores/ (the newest patch release of each major).
 
-2.19 is the project's own .venv (requirements.txt). 2.20 and newer need Python 3.12 or newer
-on the controller, which this machine has from pyenv.
+2.19 is the project's own .venv (requirements/dev.lock). 2.20 and newer need Python 3.12 or newer
+on the controller, which this machine has from pyenv. Each venv is installed from its lock,
+requirements/core-MAJOR.lock (make lock writes it from CORES), with hashes.
 
 Usage: cores.py   (create the missing venvs; idempotent)
 """
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ROOT = os.path.join(REPO, 'build', 'cores')
+LOCKS = os.path.join(REPO, 'requirements')
 OWN = '2.19'
 
 sys.path.insert(0, HERE)
@@ -38,21 +41,31 @@ def venv_bin(major):
     return os.path.join(ROOT, major, 'bin')
 
 
+def lock_file(major):
+    """The lock of that major's venv, relative to requirements/."""
+    return 'core-%s.lock' % major
+
+
 def ensure(major):
-    """Create the venv of one major unless it holds its pinned release already; returns its bin."""
+    """Create the venv of one major unless it was installed from its current lock; returns its bin."""
     release, python = CORES[major]
     bindir = venv_bin(major)
-    stamp = os.path.join(ROOT, major, '.release')
-    if major == OWN or (os.path.exists(stamp) and open(stamp).read() == release):
+    if major == OWN:
+        return bindir
+    lock = os.path.join(LOCKS, lock_file(major))
+    with open(lock, 'rb') as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    stamp = os.path.join(ROOT, major, '.lock-sha256')
+    if os.path.exists(stamp) and open(stamp).read() == digest:
         return bindir
     interpreter = find_interpreter(python)
     if not interpreter:
         raise SystemExit('ansible-core %s needs Python %s on the controller, which is not on this machine' % (release, python))
     subprocess.run([interpreter, '-m', 'venv', '--clear', os.path.join(ROOT, major)], check=True)
-    subprocess.run([os.path.join(bindir, 'pip'), 'install', '-q', '--disable-pip-version-check', 'ansible-core==' + release],
+    subprocess.run([os.path.join(bindir, 'pip'), 'install', '-q', '--disable-pip-version-check', '--require-hashes', '-r', lock],
                    check=True)
     with open(stamp, 'w') as handle:
-        handle.write(release)
+        handle.write(digest)
     return bindir
 
 

@@ -27,7 +27,7 @@ def installed(tmp_path_factory):
     proc = gates.run([gates.tool('ansible-galaxy'), 'collection', 'build', '--output-path', str(tmp)])
     gates.assert_passes(proc)
     tarballs = glob.glob(str(tmp / '*.tar.gz'))
-    assert len(tarballs) == 1, proc.stdout
+    assert len(tarballs) == 1, gates.output(proc)
     collections = tmp / 'collections'
     # --force and only this path configured: a copy installed elsewhere (~/.ansible) must not stand in.
     proc = gates.run([gates.tool('ansible-galaxy'), 'collection', 'install', '--offline', '--force', '-p', str(collections), tarballs[0]],
@@ -61,10 +61,31 @@ def test_tarball_is_clean(installed):
         assert 'plugins/modules/%s.py' % module in names
 
 
-def test_installed_collection_lists(installed):
+# A library's warning at every start-up (as cryptography 51 gave ansible-core 2.19): a sitecustomize
+# on PYTHONPATH warns in every Python process, so the gates must still parse stdout alone.
+START_UP_WARNING = 'clusternet test: a library warns at start-up'
+
+
+@pytest.fixture(params=['quiet', 'warning on stderr'])
+def start_up(request, tmp_path):
+    """Extra environment for a gate: none, or a warning printed on stderr at interpreter start."""
+    if request.param == 'quiet':
+        return {}
+    (tmp_path / 'sitecustomize.py').write_text('import warnings\nwarnings.warn(%r, DeprecationWarning)\n' % START_UP_WARNING)
+    return {'PYTHONPATH': str(tmp_path), 'PYTHONWARNINGS': 'always'}
+
+
+def assert_warned(proc, env):
+    """The forced warning really reached stderr (else the warning case proves nothing)."""
+    if env:
+        assert START_UP_WARNING in proc.stderr, 'the start-up warning was not printed:\n%s' % gates.output(proc)
+
+
+def test_installed_collection_lists(installed, start_up):
     proc = gates.run([gates.tool('ansible-galaxy'), 'collection', 'list', '--format', 'json', '-p', installed[1]],
-                     env=doc_env(installed[1]))
+                     env=dict(doc_env(installed[1]), **start_up))
     gates.assert_passes(proc)
+    assert_warned(proc, start_up)
     listed = {name: info for path in json.loads(proc.stdout).values() for name, info in path.items()}
     assert 'clusternet.node' in listed, proc.stdout
     assert listed['clusternet.node']['version'] == collection_version()
@@ -77,11 +98,12 @@ def test_installed_modules_are_the_repo_modules(installed):
 
 
 @pytest.mark.parametrize('module', MODULES)
-def test_ansible_doc_renders(installed, module, tmp_path):
+def test_ansible_doc_renders(installed, module, tmp_path, start_up):
     fqcn = 'clusternet.node.' + module
     env = doc_env(installed[1])
-    proc = gates.run([gates.tool('ansible-doc'), '--json', fqcn], env=env)
+    proc = gates.run([gates.tool('ansible-doc'), '--json', fqcn], env=dict(env, **start_up))
     gates.assert_passes(proc)
+    assert_warned(proc, start_up)
     doc = json.loads(proc.stdout)[fqcn]
     assert doc['doc']['module'] == module
     assert doc['doc']['filename'].startswith(installed[1]), 'ansible-doc read another copy: %s' % doc['doc']['filename']

@@ -137,7 +137,7 @@ def test_sanity_exit_code(sanity):
                          indirect=['sanity'])
 def test_sanity(sanity, test):
     proc, results = sanity
-    assert test in results, 'ansible-test wrote no result for %s:\n%s' % (test, proc.stdout[-6000:])
+    assert test in results, 'ansible-test wrote no result for %s:\n%s' % (test, gates.output(proc)[-6000:])
     failures = ['%s: %s' % (result.name, result.failure) for result in results[test] if result.failure]
     assert not failures, '\n'.join(failures)
     claimed = [result for result in results[test] if not below_floor(result)]
@@ -146,7 +146,7 @@ def test_sanity(sanity, test):
     if not skips:
         return
     if skips == ['%s: No tests applicable.' % result.name for result in claimed]:
-        warnings = [line for line in proc.stdout.splitlines() if line.startswith('WARNING')]
+        warnings = [line for line in gates.output(proc).splitlines() if line.startswith('WARNING')]
         raise AssertionError('ansible-test checked nothing for %s: its tool is missing, or the collection has nothing of its kind '
                              '(then list it in NOT_APPLICABLE and README):\n%s' % (test, '\n'.join(warnings)))
     missing_python = [skip for skip in skips if 'could not be found' in skip]
@@ -166,7 +166,7 @@ def test_not_applicable_tests_exist():
 def test_sanity_not_applicable(sanity, test):
     """A test listed as having nothing to check: ansible-test must agree, else it belongs in test_sanity."""
     proc, results = sanity
-    assert results.get(test), 'ansible-test wrote no result for %s:\n%s' % (test, proc.stdout[-6000:])
+    assert results.get(test), 'ansible-test wrote no result for %s:\n%s' % (test, gates.output(proc)[-6000:])
     assert all(result.skipped == 'No tests applicable.' for result in results[test]), (
         '%s now has something to check (%s): remove it from NOT_APPLICABLE' % (test, results[test]))
 
@@ -218,6 +218,7 @@ def test_sanity_gate_rejects_unguarded_import_and_undocumented_option(tmp_path):
     cwd, env = ansible_test_offline.prepare(str(root))
     proc = gates.run(ansible_test_offline.command(['--test', 'import', '--test', 'validate-modules', '--python', '3.11']),
                      cwd=cwd, env=env)
-    assert proc.returncode != 0, proc.stdout
-    assert "plugins/modules/unguarded.py:20:0: traceback: ModuleNotFoundError: No module named 'pyroute2'" in proc.stdout, proc.stdout
-    assert "plugins/modules/undocumented.py:0:0: undocumented-parameter: Argument 'hidden'" in proc.stdout, proc.stdout
+    printed = gates.output(proc)
+    assert proc.returncode != 0, printed
+    assert "plugins/modules/unguarded.py:20:0: traceback: ModuleNotFoundError: No module named 'pyroute2'" in printed, printed
+    assert "plugins/modules/undocumented.py:0:0: undocumented-parameter: Argument 'hidden'" in printed, printed
