@@ -240,3 +240,9 @@ def test_apply_maps_the_refused_line_back_to_its_operation():
         nft.NftKernel(run).apply(tx)
     assert run.calls == [(['nft', '-f', '-'], tx.render())]
     assert 'nft refused the ipv4 transaction (nothing applied), at chain masq-postrouting: add chain ip clusternet masq-postrouting' in str(err.value)
+
+
+def test_a_map_element_we_never_write_is_an_error_naming_it():
+    text = fixture('ipv6-fip-only.json.txt').replace('["2001:db8:ff::11", "fd00:10:244:1::6"]', '["2001:db8:ff::11", "not-an-address"]')
+    with pytest.raises(nft.NftError, match='map fip-dnat holds an element this module does not write: .*not-an-address'):
+        nft.parse_table('ipv6', text)
