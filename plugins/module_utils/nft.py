@@ -52,6 +52,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import ipaddress
 import json
 import re
@@ -274,13 +275,9 @@ class Transaction(object):
                 if low.overlaps(high):
                     raise ValueError('set %s: %s overlaps %s (collapse the networks first)' % (name, low, high))
         target.elements.extend(elements)
-        # Rendered only when the file is: a read compares addresses, never their text.
-        if target.is_map:
-            texts = lambda: ', '.join('%s : %s' % (_text(key), _text(value)) for key, value in elements)  # noqa: E731
-        else:
-            texts = lambda: ', '.join(_text(element) for element in elements)  # noqa: E731
-        table = self._table()
-        self.ops.append((lambda: 'add element %s %s { %s }' % (table, name, texts()), '%s %s' % ('map' if target.is_map else 'set', name)))
+        # Rendered only with the file: a read compares addresses, never their text.
+        self.ops.append((functools.partial(_element_line, self._table(), name, elements, target.is_map),
+                         '%s %s' % ('map' if target.is_map else 'set', name)))
 
     def add_chain(self, name, hook, priority):
         self._name(name, 'chain')
@@ -353,6 +350,14 @@ def _sort_key(element):
 
 def _by_address(pair):
     return int(pair[0])
+
+
+def _element_line(table, name, elements, is_map):
+    if is_map:
+        texts = ('%s : %s' % (_text(key), _text(value)) for key, value in elements)
+    else:
+        texts = (_text(element) for element in elements)
+    return 'add element %s %s { %s }' % (table, name, ', '.join(texts))
 
 
 def _line(line):
@@ -501,7 +506,7 @@ def _pairs(name, elements):
         raise NftError('map %s holds an element this module does not write: %s' % (name, _cut(json.dumps(elements)))) from None
 
 
-def _addresses(family, elements, what):
+def _addresses(elements, what):
     found = []
     for element in elements:
         try:
@@ -525,8 +530,8 @@ def parse_table(family, text):
     masq = None
     clusters = view.get(('set', MASQ_CLUSTER))
     if clusters:
-        masq = {'cluster_cidrs': _addresses(family, clusters.get('elem', []), 'set ' + MASQ_CLUSTER),
-                'pod_cidrs': _addresses(family, (view.get(('set', MASQ_POD)) or {}).get('elem', []), 'set ' + MASQ_POD),
+        masq = {'cluster_cidrs': _addresses(clusters.get('elem', []), 'set ' + MASQ_CLUSTER),
+                'pod_cidrs': _addresses((view.get(('set', MASQ_POD)) or {}).get('elem', []), 'set ' + MASQ_POD),
                 'skip_mark': None, 'random_fully': True}
         rules = view.get(('rule', MASQ_CHAIN)) or [[]]
         masq['skip_mark'] = _mark_of(rules[0])
