@@ -569,6 +569,13 @@ def _mark_of(exprs):
 
 # --- the kernel edge: nft on this host ---
 
+def _has_table(text):
+    try:
+        return any(item.get('table', {}).get('name') == TABLE for item in json.loads(text)['nftables'])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return True  # unreadable: do not take it for an absent table
+
+
 def parse_version(text):
     match = re.search(r'\bv(\d+)\.(\d+)(?:\.(\d+))?', text or '')
     if not match:
@@ -600,11 +607,13 @@ class NftKernel(object):
     def read(self, family):
         """`nft -j list table` text, or None when the table does not exist."""
         rc, out, err = self.run([self.nft, '-j', 'list', 'table', NFT_FAMILY[family], TABLE])
-        if rc != 0:
-            if 'No such file or directory' in err:
-                return None
-            raise NftError('nft -j list table %s %s failed (%d): %s' % (NFT_FAMILY[family], TABLE, rc, _cut(err.strip())))
-        return out
+        if rc == 0:
+            return out
+        # Absent or broken? Ask the table list rather than match strerror's text, which the locale may translate.
+        listed_rc, listed, _err = self.run([self.nft, '-j', 'list', 'tables', NFT_FAMILY[family]])
+        if listed_rc == 0 and not _has_table(listed):
+            return None
+        raise NftError('nft -j list table %s %s failed (%d): %s' % (NFT_FAMILY[family], TABLE, rc, _cut(err.strip())))
 
     def apply(self, tx):
         rc, out, err = self.run([self.nft, '-f', '-'], data=tx.render())

@@ -224,13 +224,21 @@ def test_preflight_accepts_debian_12_nft():
     assert nft.NftKernel(FakeRun((0, 'nftables v1.0.6 (Lester Gooch #5)\n', ''))).preflight() == (1, 0, 6)
 
 
-def test_read_of_a_missing_table_is_none_and_other_failures_raise():
-    run = FakeRun((1, '', 'Error: No such file or directory\nlist table ip clusternet\n'), (1, '', 'Error: Operation not permitted\n'))
-    kernel = nft.NftKernel(run)
-    assert kernel.read('ipv4') is None
-    assert run.calls[0][0] == ['nft', '-j', 'list', 'table', 'ip', 'clusternet']
-    with pytest.raises(nft.NftError, match='Operation not permitted'):
-        kernel.read('ipv6')
+NO_TABLES = '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}]}'
+OUR_TABLE = NO_TABLES[:-2] + ', {"table": {"family": "ip6", "name": "clusternet", "handle": 1}}]}'
+
+
+def test_read_of_a_missing_table_is_none_whatever_the_locale_says():
+    run = FakeRun((1, '', 'Fehler: Datei oder Verzeichnis nicht gefunden\n'), (0, NO_TABLES, ''))
+    assert nft.NftKernel(run).read('ipv4') is None
+    assert [args for args, _ in run.calls] == [['nft', '-j', 'list', 'table', 'ip', 'clusternet'], ['nft', '-j', 'list', 'tables', 'ip']]
+
+
+@pytest.mark.parametrize('listing', [(0, OUR_TABLE, ''), (1, '', 'Error: Operation not permitted\n'), (0, 'garbage', '')])
+def test_a_failed_read_of_an_existing_or_unknown_table_raises(listing):
+    run = FakeRun((1, '', 'Error: Operation not permitted\n'), listing)
+    with pytest.raises(nft.NftError, match=r'nft -j list table ip6 clusternet failed \(1\): Error: Operation not permitted'):
+        nft.NftKernel(run).read('ipv6')
 
 
 def test_apply_maps_the_refused_line_back_to_its_operation():
