@@ -223,6 +223,8 @@ class Transaction(object):
     def _address(self, value, what):
         if getattr(value, 'version', None) != VERSION[self.family]:
             raise ValueError('%s %s is not an %s value of %s' % (what, _cut(value, 80), self.family, self._table()))
+        if getattr(value, 'scope_id', None):
+            raise ValueError('%s %s carries a zone id, which nft has no syntax for' % (what, _cut(value, 80)))
         return value
 
     def replace_table(self):

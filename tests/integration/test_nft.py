@@ -99,6 +99,14 @@ def test_loads_reads_back_equal_and_reapplies_as_no_op(netns, family):
     assert read(netns, family).drift == []
 
 
+def test_five_thousand_fips_per_family_load_and_read_back_equal(netns):
+    for family, ext, intl in (('ipv4', '198.18.0.1', '10.64.0.1'), ('ipv6', '2001:db8:ff::1', 'fd00:64::1')):
+        fips = dict((A(ext) + i, A(intl) + i) for i in range(5000))
+        apply(netns, family, CONTENT[family][0], fips)
+        table = read(netns, family)
+        assert table.drift == [] and table.fips == fips
+
+
 def test_tampering_is_seen_and_the_next_transaction_repairs_it(netns):
     masquerade, fips = CONTENT['ipv4']
     apply(netns, 'ipv4', masquerade, fips)

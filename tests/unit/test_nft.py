@@ -89,6 +89,7 @@ def test_nothing_to_hold_removes_the_table():
     (lambda: nft.table_transaction('ipv4', masq(['10.0.0.0/8'], [], skip_mark=(0x4001, 0x4000))), 'invalid mark 0x4001/0x4000'),
     (lambda: nft.table_transaction('ipv4', masq(['10.0.0.0/8'], [], skip_mark=(1 << 32, 0xffffffff))), 'invalid mark 0x100000000'),
     (lambda: nft.Transaction('inet'), "invalid family 'inet'"),
+    (lambda: nft.table_transaction('ipv6', None, fips(a=('2001:db8::1', 'fe80::1%eth0'))), 'map fip-dnat value fe80::1%eth0 carries a zone id'),
 ])
 def test_bad_content_is_refused_naming_the_value(call, message):
     with pytest.raises(ValueError) as err:
