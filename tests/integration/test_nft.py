@@ -99,6 +99,15 @@ def test_loads_reads_back_equal_and_reapplies_as_no_op(netns, family):
     assert read(netns, family).drift == []
 
 
+def test_ipv4_compatible_ipv6_cidrs_read_back_without_drift(netns):
+    """nft prints ::1.2.3.0 dotted (inet_ntop), Python's str() as ::102:300: compared as nft prints them."""
+    masquerade = dict(CONTENT['ipv6'][0], cluster_cidrs=[N('::1.2.3.0/120'), N('fd00:10::/56')], pod_cidrs=[N('::1.2.3.4/128')])
+    apply(netns, 'ipv6', masquerade)
+    assert '::1.2.3.0/120' in listing(netns, 'ipv6')
+    table = read(netns, 'ipv6')
+    assert table.drift == [] and table.masquerade == masquerade
+
+
 def test_five_thousand_fips_per_family_load_and_read_back_equal(netns):
     for family, ext, intl in (('ipv4', '198.18.0.1', '10.64.0.1'), ('ipv6', '2001:db8:ff::1', 'fd00:64::1')):
         fips = dict((A(ext) + i, A(intl) + i) for i in range(5000))
