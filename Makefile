@@ -6,7 +6,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
-APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
+APT_PACKAGES := ipset iptables nftables conntrack iproute2 python3 python3-pyroute2 git \
 	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
