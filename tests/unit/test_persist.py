@@ -241,7 +241,8 @@ def call(module, name, **args):
 def test_every_valid_call_runs_and_every_malformed_one_is_reported(tmp_path):
     directory = state_dir(tmp_path, [
         call('ipset', 'a'), {'module': 'nope', 'args': {}}, {'module': 'ipset'}, {'module': 'ipset', 'args': ['x']},
-        'ipset b', {'module': 'ipset', 'args': {}, 'when': 'x'}, call('boom', 'c'), call('ipset', 'd' * 500), call('ipset', 'e')])
+        'ipset b', {'module': 'ipset', 'args': {}, 'when': 'x'}, call('boom', 'c'), call('ipset', 'd' * 500), call('ipset', 'e'),
+        {'module': ['vip'], 'args': {}}])
     rc, log, ran = run_runner(directory)
     assert rc == 1
     assert ran == ['ipset a', 'ipset %s' % ('d' * 500), 'ipset e']
@@ -250,6 +251,7 @@ def test_every_valid_call_runs_and_every_malformed_one_is_reported(tmp_path):
                  "state.json call 4: module ipset: args is ['x'], not a mapping: not run",
                  "state.json call 5: not a mapping: 'ipset b': not run",
                  "state.json call 6: unknown keys 'when': not run",
+                 "state.json call 10: module ['vip'] is not one the bundle holds (boom, ipset, vip): not run",
                  'boom c: FAILED: module boom raised RuntimeError: a bug in this module'):
         assert line + '\n' in log, (line, log)
 
