@@ -194,7 +194,7 @@ def check_calls(document, modules):
             problem = 'not a mapping: %s' % cut(call)
         elif set(call) - set(CALL_KEYS):
             problem = 'unknown keys %s' % ', '.join(cut(key) for key in sorted(map(str, set(call) - set(CALL_KEYS))))
-        elif call.get('module') not in modules:
+        elif not isinstance(call.get('module'), str) or call['module'] not in modules:
             problem = 'module %s is not one the bundle holds (%s)' % (cut(call.get('module')), ', '.join(sorted(modules)))
         elif 'args' not in call:
             problem = 'module %s has no args' % call['module']
