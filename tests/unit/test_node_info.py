@@ -58,3 +58,34 @@ def test_other_backend_names_our_chains_only():
     legacy = ipt.parse_save(NAT4.replace('(nf_tables)', '(legacy)'))['nat']
     assert info.other_backend(tables(), {'ipv4': legacy, 'ipv6': None}) == {
         'ipv4': {'backend': 'legacy', 'chains': ['CLUSTERNET-FIP-DNAT', 'CLUSTERNET-POSTRTG']}}
+
+
+ODD_SETS = '''create istio6 hash:ip family inet6 hashsize 1024 maxelem 65536
+add istio6 fd00::6
+create mixed hash:ip family inet hashsize 1024 maxelem 65536
+add mixed 10.0.0.1
+create inet6:mixed hash:net family inet6 hashsize 1024 maxelem 65536
+add inet6:mixed fd00::/64 nomatch
+create inet6:v4named hash:ip family inet hashsize 1024 maxelem 65536
+create members list:set size 8
+add members istio6
+'''
+
+
+def test_logical_sets_are_the_ipset_modules_arguments_for_odd_names_and_types():
+    unmanageable = []
+    got = info.logical_sets(ipset.parse_save(ODD_SETS), unmanageable)
+    assert got == [
+        # an IPv6 set not named inet6:NAME keeps its name through ipv6_name
+        {'name': 'istio6', 'ipv6_name': 'istio6', 'set_type': 'hash:ip', 'families': ['ipv6'], 'entries': ['fd00::6'], 'nomatch': []},
+        # NAME and inet6:NAME of different types are two sets, each of one family
+        {'name': 'mixed', 'set_type': 'hash:ip', 'families': ['ipv4'], 'entries': ['10.0.0.1'], 'nomatch': []},
+        {'name': 'mixed', 'set_type': 'hash:net', 'families': ['ipv6'], 'entries': [], 'nomatch': ['fd00::/64']},
+    ]
+    assert [(item['name'], item['set_type'], item['family']) for item in unmanageable] == [
+        ('inet6:v4named', 'hash:ip', 'ipv4'), ('members', 'list:set', None)]
+    assert "must not start with 'inet6:'" in unmanageable[0]['reason']
+    assert unmanageable[1]['reason'] == 'the ipset module does not manage type list:set'
+    # each fact is valid input: set_names gives back the kernel's names
+    assert [ipset.set_names(item['name'], item.get('ipv6_name'), item['families']) for item in got] == [
+        {'ipv6': 'istio6'}, {'ipv4': 'mixed'}, {'ipv6': 'inet6:mixed'}]
