@@ -15,6 +15,7 @@ __metaclass__ = type
 from ansible_collections.clusternet.node.plugins.module_utils import fip, ipset, netlink
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6
+from ansible_collections.clusternet.node.plugins.module_utils.netlink import RTN_LOCAL, TABLE_LOCAL
 from ansible_collections.clusternet.node.plugins.module_utils.vip import MARKER, managed_addresses
 
 SUBSETS = ('ipsets', 'vips', 'masquerade', 'floating_ips')
@@ -92,19 +93,28 @@ def floating_ips(tables):
     return sorted(found, key=lambda item: item['external_ip'])
 
 
-def vips_of(links, addresses, interface):
-    """{interface, present, kind, up, ours, addresses}: the vip module's view of one interface."""
+def vips_of(links, addresses, routes, interface):
+    """{interface, present, kind, up, ours, addresses[, node_ips]}: the vip module's view of one
+    interface. node_ips, for a present interface, are the sources of the VIPs' local routes on it
+    (the vip module's node_ips), each once, in family order: with addresses and interface, what
+    the vip module needs to change nothing."""
     link = next((candidate for candidate in links if candidate.name == interface), None)
     if link is None:
         return {'interface': interface, 'present': False, 'kind': None, 'up': False, 'ours': False, 'addresses': []}
-    held = managed_addresses(addresses, link.index)
+    held = sorted(managed_addresses(addresses, link.index), key=lambda a: (a.ip.version, a.ip))
+    vips = set(address.ip for address in held)
+    sources = sorted(set(route.prefsrc for route in routes
+                         if route.table == TABLE_LOCAL and route.type == RTN_LOCAL and route.oif == link.index
+                         and route.dst in vips and route.prefsrc is not None and route.prefsrc != route.dst),
+                     key=lambda ip: (ip.version, ip))
     return {
         'interface': interface,
         'present': True,
         'kind': link.kind,
         'up': link.up,
         'ours': link.alias == MARKER,
-        'addresses': [str(address.ip) for address in sorted(held, key=lambda a: (a.ip.version, a.ip))],
+        'addresses': [str(address.ip) for address in held],
+        'node_ips': [str(ip) for ip in sources],
     }
 
 
@@ -131,18 +141,18 @@ def read_ipsets(module):
         module.fail_json(msg='ipset save: %s' % exc)
 
 
-def read_links_and_addresses(module):
+def read_links_addresses_routes(module):
     if not netlink.HAS_PYROUTE2:
         from ansible.module_utils.basic import missing_required_lib
         module.fail_json(msg=missing_required_lib('pyroute2'), exception=netlink.PYROUTE2_IMPORT_ERROR)
     try:
         ipr = netlink.IPRoute()
         try:
-            return netlink.read_links(ipr), netlink.read_state(ipr)[0]
+            return (netlink.read_links(ipr),) + tuple(netlink.read_state(ipr))
         finally:
             ipr.close()
     except (netlink.NetlinkError, OSError) as exc:
-        module.fail_json(msg='reading links and addresses over netlink failed: %s' % exc)
+        module.fail_json(msg='reading links, addresses and routes over netlink failed: %s' % exc)
 
 
 def run(module):
@@ -157,8 +167,8 @@ def run(module):
         if unmanageable:
             facts['unmanageable_ipsets'] = unmanageable
     if 'vips' in subsets:
-        links, addresses = read_links_and_addresses(module)
-        facts['vips'] = vips_of(links, addresses, module.params['interface'])
+        links, addresses, routes = read_links_addresses_routes(module)
+        facts['vips'] = vips_of(links, addresses, routes, module.params['interface'])
     if 'masquerade' in subsets or 'floating_ips' in subsets:
         tables = dict((family, ipt.save_table(module, family, fip.TABLE)) for family in FAMILIES)
         others = dict((family, ipt.other_backend_table(module, family, tables[family])) for family in FAMILIES)

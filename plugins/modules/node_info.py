@@ -12,9 +12,9 @@ short_description: Read the data-plane state this collection manages on a node
 description:
   - Returns what the node holds, in the shape the modules take, so that a fact fed back to its module
     changes nothing (a round trip). RV(clusternet_node.ipsets) and RV(clusternet_node.floating_ips) are the
-    modules' arguments as they are; RV(clusternet_node.vips) gives the addresses only (see its description).
+    modules' arguments as they are; RV(clusternet_node.vips) holds the vip module's (see its description).
   - Each subset costs the one dump its module reads, C(ipset save), C(iptables-save -t nat) and
-    C(ip6tables-save -t nat), or one netlink dump of links and addresses.
+    C(ip6tables-save -t nat), or one netlink dump each of links, addresses and routes (per family).
   - Also reports this collection's chains left in the iptables backend the active tools do not use
     (see O(clusternet.node.fip#module:purge_other_backend)).
   - Never writes and takes no lock.
@@ -62,6 +62,12 @@ EXAMPLES = r'''
 - name: Show the floating IPs the node holds
   ansible.builtin.debug:
     var: node.clusternet_node.floating_ips
+
+- name: Put the VIPs back exactly as read (changes nothing)
+  clusternet.node.vip:
+    interface: "{{ node.clusternet_node.vips.interface }}"
+    addresses: "{{ node.clusternet_node.vips.addresses }}"
+    node_ips: "{{ node.clusternet_node.vips.node_ips }}"
 
 - name: Put the FIPs back exactly as read (changes nothing)
   clusternet.node.fip:
@@ -119,12 +125,15 @@ clusternet_node:
     vips:
       description:
         - The VIP interface; C(ours) says it carries this collection's marker, C(addresses) the VIPs on it.
-        - Not the vip module's arguments as a whole; C(addresses) given back as O(clusternet.node.vip#module:addresses),
-          with O(clusternet.node.vip#module:interface) and the node IPs (not reported here) as
-          O(clusternet.node.vip#module:node_ips), changes nothing on an interface that is C(ours).
+        - For a present interface, C(node_ips) are the sources of the VIPs' local routes on it, each once, IPv4 first.
+        - Not the vip module's arguments as a whole, since C(present), C(kind), C(up) and C(ours) are not options;
+          C(interface), C(addresses) and C(node_ips) given back as the options of those names of
+          M(clusternet.node.vip) change nothing on an interface that is C(ours) and in the state that module keeps.
+          Two sources in one family (routes written by others) are reported as they are, and the vip module refuses them.
       returned: when gather_subset has vips
       type: dict
-      sample: {interface: kube-dummy-if, present: true, kind: dummy, up: true, ours: true, addresses: [10.43.0.10, fd00:43::10]}
+      sample: {interface: kube-dummy-if, present: true, kind: dummy, up: true, ours: true, addresses: [10.43.0.10, 'fd00:43::10'],
+               node_ips: [192.168.1.10, '2001:db8:1::10']}
     masquerade:
       description: Per family, the rules of each C(CLUSTERNET-) chain of the nat table other than the FIP chains, as C(iptables-save) prints them.
       returned: when gather_subset has masquerade

@@ -31,10 +31,11 @@ def converge(ns):
         assert ns.module(name, args)['changed'], name
 
 
-def dumps(ns):
+LINK_DUMPS = ('ip -d addr show', 'ip -4 route show table all', 'ip -6 route show table all')
+
+
+def dumps(ns, commands=('ipset save', 'iptables-save -t nat', 'ip6tables-save -t nat') + LINK_DUMPS):
     """Full dumps, iptables-save's timestamped comment lines left out."""
-    commands = ('ipset save', 'iptables-save -t nat', 'ip6tables-save -t nat', 'ip -d addr show',
-                'ip -4 route show table all', 'ip -6 route show table all')
     return [ns.out(cmd + " | grep -v '^#'") for cmd in commands]
 
 
@@ -71,6 +72,8 @@ def test_reports_what_the_kernel_holds_and_round_trips(node):
     assert not node.module('ipset', dict((k, item[k]) for k in ('name', 'set_type', 'families', 'entries')))['changed']
     assert not node.module('fip', {'floating_ips': got['floating_ips']})['changed']
     assert not node.module('vip', {'link_kind': KIND, 'addresses': got['vips']['addresses'], 'node_ips': NODE_IPS})['changed']
+    assert got['vips']['node_ips'] == NODE_IPS
+    assert not node.module('vip', dict((k, got['vips'][k]) for k in ('interface', 'addresses', 'node_ips')))['changed']
     assert dumps(node) == before
 
 
@@ -143,3 +146,21 @@ def test_nomatch_option_flags_and_unflags_in_place(netns):
     refused = netns.module('ipset', {'name': 'i', 'families': ['ipv4'], 'nomatch': ['10.0.0.1']}, expect_failure=True)
     assert 'nomatch entries need a set type with a network part' in refused['msg']
     assert netns.out('ipset save') == before
+
+
+def test_vips_planted_with_ip_fed_back_change_nothing(node):
+    """The state the vip module keeps, written with ip(8): node_info's interface, addresses and
+    node_ips given back to the vip module change nothing."""
+    node.run('ip link add kube-dummy-if type ifb && ip link set kube-dummy-if alias clusternet.node up'
+             ' && ip addr add 10.96.0.1/32 dev kube-dummy-if'
+             ' && ip route replace local 10.96.0.1 dev kube-dummy-if table local proto kernel scope host src %s'
+             ' && ip -6 addr add fd00:10:96::1/128 dev kube-dummy-if nodad noprefixroute' % NODE_IPS[0])
+    # the kernel adds its IPv6 local route from a work queue: wait for it, then put ours in its place
+    node.run('for i in $(seq 50); do ip -6 route show table local | grep -q "^local fd00:10:96::1 " && break; sleep 0.1; done'
+             ' && ip -6 route del local fd00:10:96::1 dev kube-dummy-if table local'
+             ' && ip -6 route add local fd00:10:96::1 dev kube-dummy-if table local proto kernel src %s' % NODE_IPS[1])
+    before = dumps(node, LINK_DUMPS)
+    got = facts(node, gather_subset=['vips'])['vips']
+    assert (got['addresses'], got['node_ips']) == (VIPS, NODE_IPS)
+    assert not node.module('vip', dict((k, got[k]) for k in ('interface', 'addresses', 'node_ips')))['changed']
+    assert dumps(node, LINK_DUMPS) == before
