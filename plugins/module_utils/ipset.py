@@ -339,7 +339,7 @@ def delta(current_entries, desired, exclusive, nomatch=frozenset(), desired_noma
     sets or clears the flag in place, so a key whose flag changes is added, never absent.
     With exclusive, undesired entries are removed, nomatch ones too (as 'KEY nomatch').
     """
-    added = sorted(set(desired - current_entries) | set(key + ' nomatch' for key in desired_nomatch - nomatch))
+    added = sorted((desired - current_entries) | set(key + ' nomatch' for key in desired_nomatch - nomatch))
     removed = sorted((current_entries | nomatch) - desired - desired_nomatch) if exclusive else []
     return added, removed
 
