@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
-	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core
+	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core graphviz
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup apt venv lock collections cores test unit integration lint molecule build docs bench bench-fleet lab lab-down clean
@@ -50,7 +50,7 @@ $(VENV)/.stamp: requirements/dev.lock
 lock:
 	python3 requirements/lock.py
 
-# The one test command: README and .ci/run call exactly this.
+# The one test command: the README and .ci/run call exactly this.
 test: setup
 	$(PYTEST) tests
 
