@@ -61,8 +61,11 @@ def run(project, ns, tmp_path, *extra):
     inventory['all']['vars'].update(clusternet_vip_link_kind='ifb', clusternet_persist=False)
     (project_dir / 'inventory.yml').write_text(yaml.safe_dump(inventory))
     (project_dir / 'site.yml').write_text(playbook)
-    # Only the project's collections: the checkout itself must not stand in for the installed artifact.
-    env = ansible_env(ANSIBLE_COLLECTIONS_PATH=str(project_dir / 'collections'))
+    # As a user runs it, with no configuration: Ansible finds the collection in ./collections beside the
+    # playbook. The configured path is an empty directory, so the checkout cannot stand in for the artifact.
+    empty = tmp_path / 'no-collections'
+    empty.mkdir(exist_ok=True)
+    env = ansible_env(ANSIBLE_COLLECTIONS_PATH=str(empty))
     proc = subprocess.run([os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'inventory.yml', 'site.yml'] + list(extra),
                           cwd=str(project_dir), capture_output=True, text=True, env=env, check=False)
     try:
