@@ -7,7 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
-	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core graphviz
+	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core
+# dot: make docs draws the user guide's diagrams from their text (sphinx.ext.graphviz).
+APT_PACKAGES += graphviz
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup apt venv lock collections cores test unit integration lint molecule build docs bench bench-fleet lab lab-down clean
