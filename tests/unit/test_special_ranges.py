@@ -5,6 +5,7 @@ import ipaddress
 
 import pytest
 from ansible_collections.clusternet.node.plugins.module_utils import families as fam
+from ansible_collections.clusternet.node.plugins.module_utils import fip, masquerade, vip
 
 UNSPEC4 = 'it is in 0.0.0.0/8 (unspecified, "this network")'
 LOOP, LINK, MCAST = 'it is a loopback address', 'it is a link-local address', 'it is a multicast address'
@@ -75,7 +76,7 @@ def test_boundary_addresses_are_refused_or_accepted_exactly(address, reason):
 
 
 @pytest.mark.parametrize('network', sorted(ROWS))
-def test_a_network_overlapping_a_refused_row_is_refused_naming_the_widest_row(network):
+def test_a_network_overlapping_a_refused_row_is_refused_naming_the_first_row_it_overlaps(network):
     label = ROWS[network][0]
     expected = None if label is None else 'it overlaps %s (%s)' % (network, label)
     if network == '0.0.0.0/32':  # inside 0.0.0.0/8, which the message names
@@ -97,7 +98,6 @@ def test_networks_around_the_rows(network, reason):
 
 def test_every_module_takes_the_same_table():
     """0.1.2.3 is in 0.0.0.0/8: it used to pass everywhere but the filter's CIDR check."""
-    from ansible_collections.clusternet.node.plugins.module_utils import fip, masquerade, vip
     message = "'0.1.2.3': %s, not a unicast host address" % UNSPEC4
     with pytest.raises(ValueError) as exc:
         vip.validate(dict(addresses=['0.1.2.3'], node_ips=[], state='absent', interface='kube-dummy-if'))
