@@ -18,7 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.clusternet.node.plugins.module_utils import conntrack
+from ansible_collections.clusternet.node.plugins.module_utils import conntrack, fip_gateway
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, family_of_version, find_duplicate, parse_address, parse_unicast
 from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
@@ -284,6 +284,8 @@ def run(module):
     params = module.params
     try:
         wanted = validate(params['floating_ips'], params['state'], params['dnat_chain'], params['snat_chain'])
+        if params['state'] == 'present':
+            fip_gateway.check(wanted, fip_gateway.read_held(module))
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     result = {'changed': False}

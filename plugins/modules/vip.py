@@ -26,8 +26,10 @@ description:
     waits for these routes (at most 5 seconds) and deletes them as they appear.
   - Runs of this collection's modules on one host are serialized by a host lock.
   - All input is validated before the kernel is touched; a node IP must be a local address of another interface.
-  - VIPs and node IPs must be unicast host addresses; loopback, unspecified, multicast, broadcast and link-local
-    addresses, zone ids (C(fd00::9%eth0)) and IPv4-mapped IPv6 addresses are refused. A VIP that is already local to
+  - VIPs and node IPs must be unicast host addresses; addresses in the refused special-purpose ranges (C(0.0.0.0/8),
+    loopback, link-local, multicast, C(240.0.0.0/4) with broadcast, C(::), IPv4-mapped, C(100::/64) discard-only,
+    C(100:0:0:1::/64)) and zone ids (C(fd00::9%eth0)) are refused; C(100.64.0.0/10) and the other special-purpose ranges
+    are allowed. A VIP that is already local to
     the host on another interface (one of its addresses, or a local, broadcast or anycast route such as a subnet's
     broadcast address) is refused too, since its route would take the place of the host's own.
   - The module manages only an interface it created (it sets the interface's alias to C(clusternet.node)) or one it
