@@ -6,8 +6,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
-APT_PACKAGES := ipset iptables conntrack iproute2 python3 python3-pyroute2 git \
+APT_PACKAGES := ipset iptables nftables conntrack iproute2 python3 python3-pyroute2 git \
 	podman runc catatonit debootstrap uidmap shellcheck chromium fonts-dejavu-core
+# dot: make docs draws the user guide's diagrams from their text (sphinx.ext.graphviz).
+APT_PACKAGES += graphviz
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup apt venv lock collections cores test unit integration lint molecule build docs bench bench-fleet lab lab-down clean
@@ -50,7 +52,7 @@ $(VENV)/.stamp: requirements/dev.lock
 lock:
 	python3 requirements/lock.py
 
-# The one test command: README and .ci/run call exactly this.
+# The one test command: the README and .ci/run call exactly this.
 test: setup
 	$(PYTEST) tests
 

@@ -337,7 +337,7 @@ class Fleet(object):
         self.write_intent(intent(size))
 
     def write_intent(self, cluster):
-        """source 'file': a JSON file named by clusternet_cluster_file (the README's large-fleet
+        """source 'file': a JSON file named by clusternet_cluster_file (the large-fleet guide's
         layout); 'inventory': clusternet_cluster in group_vars YAML, as the lab's inventory has it."""
         if self.source == 'file':
             path = os.path.join(self.dir, 'cluster.json')

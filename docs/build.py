@@ -1,8 +1,8 @@
 """Build the collection's HTML docsite into build/docs/html (`make docs`), offline.
 
 antsibull-docs renders the docs of the checkout (linked as an installed collection, as
-the tests use it) into RST; Sphinx, configured by docs/conf.py, renders the HTML with
-every warning an error. Galaxy is never asked: the only collection path is the link.
+the tests use it) into RST beside the user guide (docs/guide/*.rst); Sphinx, configured by
+docs/conf.py, renders the HTML with every warning an error. Galaxy is never asked: the only collection path is the link.
 """
 
 import os
@@ -24,13 +24,16 @@ from harness import link_collection  # noqa: E402  pylint: disable=wrong-import-
 
 
 def antsibull_config():
-    """Where the pages say the collection lives and how to install it: galaxy.yml, not Galaxy."""
+    """Where the pages say the collection lives and how to install it: galaxy.yml, not Galaxy.
+
+    The collection has no public home yet (galaxy.yml names none), so a plugin page's link to
+    "the collection" is its index page in this docsite, beside the plugin pages."""
     with open(os.path.join(REPO, 'galaxy.yml')) as handle:
         galaxy = yaml.safe_load(handle)
     tarball = '%s-%s-%s.tar.gz' % (galaxy['namespace'], galaxy['name'], galaxy['version'])
     return ('collection_url = {\n  * = "%s"\n}\n'
             'collection_install = {\n  * = "ansible-galaxy collection install %s"\n}\n'
-            % (galaxy['repository'], tarball))
+            % (galaxy.get('documentation') or galaxy.get('repository') or 'index.html', tarball))
 
 
 def run(cmd, env):
@@ -47,6 +50,7 @@ def build():
     os.makedirs(OUT, exist_ok=True)
     os.mkdir(RST, 0o700)  # antsibull-docs writes only into a directory no one else can write to
     shutil.copy(os.path.join(DOCS, 'index.rst'), RST)
+    shutil.copytree(os.path.join(DOCS, 'guide'), os.path.join(RST, 'guide'))
     config = os.path.join(OUT, 'antsibull-docs.cfg')
     with open(config, 'w') as handle:
         handle.write(antsibull_config())

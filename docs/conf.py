@@ -10,7 +10,10 @@ copyright = 'clusternet maintainers'  # pylint: disable=redefined-builtin
 title = 'clusternet.node'
 html_short_title = 'clusternet.node'
 
-extensions = ['sphinx_antsibull_ext']
+# sphinx.ext.graphviz renders the guide's diagrams from their text at build time with Debian's
+# graphviz (`dot`, make apt): no image is checked in. SVG, so the diagram's labels stay text.
+extensions = ['sphinx_antsibull_ext', 'sphinx.ext.graphviz']
+graphviz_output_format = 'svg'
 
 pygments_style = 'ansible'
 highlight_language = 'YAML+Jinja'

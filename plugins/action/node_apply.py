@@ -95,19 +95,29 @@ class ActionModule(ActionBase):
         return calls
 
     def _apply(self, result, calls, task_vars, persist):
-        results, diffs = [], []
+        # Every call runs in check mode first (its validate, read and plan against the node's
+        # kernel, no write), so a node that any module refuses is refused before the first
+        # write. Only the calls whose check run would change something run again for real:
+        # a no-change run costs what it cost before the preflight.
+        checked, diffs = [], []
         for module, label, module_args in calls:
-            out = self._execute_module(module_name='clusternet.node.' + module, module_args=module_args, task_vars=task_vars)
-            kept = dict((key, out[key]) for key in KEPT if key in out)
-            results.append(dict(kept, module=module, item=label))
+            out = self._call(module, module_args, task_vars, check=True)
+            checked.append(out)
+            if out.get('failed'):
+                # Nothing was written: the check runs' changed says only what would change.
+                return self._failed(result, [(module, label, dict(out, changed=False))], 'nothing (checked before any write)')
+        done = []
+        for (module, label, module_args), out in zip(calls, checked):
+            if out.get('changed') and not self._task.check_mode:
+                out = self._call(module, module_args, task_vars)
+            done.append((module, label, out))
             diff = out.get('diff')
             if diff:
                 diffs.extend(diff if is_sequence(diff) else [diff])
             if out.get('failed'):
-                applied = ', '.join('%s %s' % (entry['module'], entry['item']) for entry in results[:-1] if entry.get('changed')) or 'nothing'
-                result.update(failed=True, results=results, changed=any(entry.get('changed') for entry in results),
-                              msg='clusternet.node.%s (%s) failed: %s; changed before it: %s' % (module, label, out.get('msg'), applied))
-                return result
+                applied = ', '.join('%s %s' % (m, item) for m, item, o in done[:-1] if o.get('changed')) or 'nothing'
+                return self._failed(result, done, applied)
+        results = [self._entry(module, label, out) for module, label, out in done]
         if persist:
             entry, diff = self._persist(persist, calls, task_vars)
             results.append(entry)
@@ -119,6 +129,28 @@ class ActionModule(ActionBase):
         result.update(changed=any(entry.get('changed') for entry in results), results=results)
         if diffs:
             result['diff'] = diffs
+        return result
+
+    def _call(self, module, module_args, task_vars, check=False):
+        """Run one module on the node; check forces check mode. ActionBase has no per-call switch
+        (ansible/ansible#87071) and reads the task's or, in older cores, the play context's flag."""
+        saved = self._task.check_mode, self._play_context.check_mode
+        self._task.check_mode = self._play_context.check_mode = saved[0] or check
+        try:
+            return self._execute_module(module_name='clusternet.node.' + module, module_args=module_args, task_vars=task_vars)
+        finally:
+            self._task.check_mode, self._play_context.check_mode = saved
+
+    @staticmethod
+    def _entry(module, label, out):
+        return dict(dict((key, out[key]) for key in KEPT if key in out), module=module, item=label)
+
+    def _failed(self, result, done, applied):
+        """The last of done failed: say which module, why, and what the calls before it changed."""
+        module, label, out = done[-1]
+        results = [self._entry(*entry) for entry in done]
+        result.update(failed=True, results=results, changed=any(entry.get('changed') for entry in results),
+                      msg='clusternet.node.%s (%s) failed: %s; changed before it: %s' % (module, label, out.get('msg'), applied))
         return result
 
     def _persist(self, path, calls, task_vars):

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+from collections import namedtuple
 
 IPV4 = 'ipv4'
 IPV6 = 'ipv6'
@@ -38,19 +39,14 @@ def parse_address(value, what='address'):
 
 def special_purpose(address):
     """Why an address cannot stand for a host on a network (a VIP, a node IP, either end
-    of a FIP), or None. Zone ids and IPv4-mapped forms are refused too: the kernel and
-    the save tools print them differently from how they are written."""
+    of a FIP), or None. Zone ids are refused too: the kernel and the save tools print
+    them differently from how they are written."""
     if getattr(address, 'scope_id', None):
         return 'it carries a zone id'
-    if address.version == 6 and address.ipv4_mapped is not None:
-        return 'it is IPv4-mapped; write the IPv4 address instead'
-    for reason, flag in (('an unspecified', address.is_unspecified), ('a loopback', address.is_loopback),
-                         ('a multicast', address.is_multicast), ('a link-local', address.is_link_local)):
-        if flag:
-            return 'it is %s address' % reason
-    if address.version == 4 and address.is_reserved:
-        return 'it is in 240.0.0.0/4 (reserved, broadcast)'
-    return None
+    entry = special_range(address)
+    if entry is None or not entry.refused:
+        return None
+    return 'it is %s' % (entry.address or 'in %s (%s)' % (entry.network, entry.label))
 
 
 def parse_unicast(value, what='address'):
@@ -111,19 +107,76 @@ def one_per_family(values, what):
     return out
 
 
-# Special-purpose space (RFC 6890) no pod, service or cluster network may overlap: the
-# kernel routes these itself, and a rule or VIP covering them captures the host's own traffic.
-SPECIAL_NETWORKS = tuple((ipaddress.ip_network(net), reason) for net, reason in (
-    ('0.0.0.0/8', 'unspecified, "this network"'), ('127.0.0.0/8', 'loopback'), ('169.254.0.0/16', 'link-local'),
-    ('224.0.0.0/4', 'multicast'), ('240.0.0.0/4', 'reserved, broadcast'),
-    ('::/128', 'unspecified'), ('::1/128', 'loopback'), ('::ffff:0:0/96', 'IPv4-mapped'),
-    ('fe80::/10', 'link-local'), ('ff00::/8', 'multicast')))
+class SpecialRange(namedtuple('SpecialRange', 'network label refused why address')):
+    """One row of SPECIAL_RANGES. address: what an address inside it is, for an error
+    message ('a loopback address'); None says 'in NETWORK (LABEL)'."""
+
+
+def _row(network, label, refused, why, address=None):
+    return SpecialRange(ipaddress.ip_network(network), label, refused, why, address)
+
+
+_HOST_ONLY = 'the kernel routes it as ordinary unicast and real networks use it'
+# The IANA IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890 and later), plus
+# multicast (RFC 5771, RFC 4291), in address order. A refused row is no VIP, node IP or
+# FIP end, and no pod, service or cluster network overlaps it: the kernel gives these
+# addresses a meaning of their own, and a VIP, rule or route covering them captures or
+# drops the host's own traffic. An allowed row is here to say why it is allowed.
+SPECIAL_RANGES = (
+    _row('0.0.0.0/8', 'unspecified, "this network"', True, 'no host may use it as an address (RFC 791, RFC 1122)'),
+    _row('0.0.0.0/32', 'unspecified', True, '"this host on this network": only a source before a host has an address',
+         'an unspecified address'),
+    _row('10.0.0.0/8', 'private-use', False, _HOST_ONLY),
+    _row('100.64.0.0/10', 'shared address space', False, 'CGNAT space; pod and node networks in it are real (RFC 6598)'),
+    _row('127.0.0.0/8', 'loopback', True, 'the kernel answers it on lo whatever the interface', 'a loopback address'),
+    _row('169.254.0.0/16', 'link-local', True, 'valid on one link only; cloud metadata lives here', 'a link-local address'),
+    _row('172.16.0.0/12', 'private-use', False, _HOST_ONLY),
+    _row('192.0.0.0/24', 'IETF protocol assignments', False,
+         'DS-Lite, the RFC 7600 dummy address and the PCP, TURN and NAT64 discovery anycasts are unicast a node may serve'),
+    _row('192.0.2.0/24', 'documentation, TEST-NET-1', False, 'labs and tests use it; ' + _HOST_ONLY),
+    _row('192.31.196.0/24', 'AS112-v4', False, _HOST_ONLY),
+    _row('192.52.193.0/24', 'AMT', False, _HOST_ONLY),
+    _row('192.88.99.0/24', 'deprecated 6to4 relay anycast', False, _HOST_ONLY),
+    _row('192.168.0.0/16', 'private-use', False, _HOST_ONLY),
+    _row('192.175.48.0/24', 'AS112 direct delegation', False, _HOST_ONLY),
+    _row('198.18.0.0/15', 'benchmarking', False, 'labs use it; ' + _HOST_ONLY),
+    _row('198.51.100.0/24', 'documentation, TEST-NET-2', False, 'labs and tests use it; ' + _HOST_ONLY),
+    _row('203.0.113.0/24', 'documentation, TEST-NET-3', False, 'labs and tests use it; ' + _HOST_ONLY),
+    _row('224.0.0.0/4', 'multicast', True, 'a group, not a host (RFC 5771)', 'a multicast address'),
+    # 255.255.255.255/32, the limited broadcast, is the top of this row.
+    _row('240.0.0.0/4', 'reserved, broadcast', True, 'the kernel refuses to route to or from it'),
+    _row('::/128', 'unspecified', True, 'only a source before a host has an address', 'an unspecified address'),
+    _row('::1/128', 'loopback', True, 'the kernel answers it on lo whatever the interface', 'a loopback address'),
+    _row('::ffff:0:0/96', 'IPv4-mapped', True, 'the tools print it as IPv4; write the IPv4 address',
+         'IPv4-mapped; write the IPv4 address instead'),
+    _row('64:ff9b::/96', 'NAT64 well-known prefix', False, 'NAT64 clusters route it (RFC 6052)'),
+    _row('64:ff9b:1::/48', 'local-use NAT64', False, 'NAT64 clusters route it (RFC 8215)'),
+    _row('100::/64', 'discard-only', True, 'traffic to it is meant to be dropped (RFC 6666)'),
+    _row('100:0:0:1::/64', 'dummy IPv6 prefix', True, 'a source for hosts with no IPv6 address, never a destination (RFC 9780)'),
+    _row('2001::/23', 'IETF protocol assignments', False,
+         'Teredo, benchmarking, AMT, AS112, ORCHIDv2, DETs and the PCP, TURN and DNS-SD anycasts are unicast a node may serve'),
+    _row('2001:db8::/32', 'documentation', False, 'labs and tests use it; ' + _HOST_ONLY),
+    _row('2002::/16', '6to4', False, _HOST_ONLY),
+    _row('2620:4f:8000::/48', 'AS112 direct delegation', False, _HOST_ONLY),
+    _row('3fff::/20', 'documentation', False, 'labs and tests use it; ' + _HOST_ONLY),
+    _row('5f00::/16', 'SRv6 SIDs', False, 'segment routing puts its SIDs on nodes (RFC 9602)'),
+    _row('fc00::/7', 'unique-local', False, _HOST_ONLY),
+    _row('fe80::/10', 'link-local', True, 'valid on one link only, and needs a zone id', 'a link-local address'),
+    _row('ff00::/8', 'multicast', True, 'a group, not a host (RFC 4291)', 'a multicast address'),
+)
+REFUSED_RANGES = tuple(row for row in SPECIAL_RANGES if row.refused)
+
+
+def special_range(address):
+    """The most specific SPECIAL_RANGES row holding address, or None."""
+    rows = [row for row in SPECIAL_RANGES if row.network.version == address.version and address in row.network]
+    return max(rows, key=lambda row: row.network.prefixlen) if rows else None
 
 
 def special_network(network):
     """Why a network cannot be a pod, service or cluster network, or None: it overlaps
-    special-purpose space (so 0.0.0.0/0 and ::/0 are refused too)."""
-    for special, reason in SPECIAL_NETWORKS:
-        if special.version == network.version and network.overlaps(special):
-            return 'it overlaps %s (%s)' % (special, reason)
+    a refused special-purpose range (so 0.0.0.0/0 and ::/0 are refused too)."""
+    for row in REFUSED_RANGES:
+        if row.network.version == network.version and network.overlaps(row.network):
+            return 'it overlaps %s (%s)' % (row.network, row.label)
     return None

@@ -19,7 +19,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.clusternet.node.plugins.module_utils import conntrack, engine
+from ansible_collections.clusternet.node.plugins.module_utils import conntrack, engine, fip_gateway
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.engine import EngineError, Plan, Step
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, family_of_version, find_duplicate, parse_address, parse_unicast
@@ -252,7 +252,11 @@ def view(rules, ours, strays):
 
 
 class Kernel(ipt.Kernel):
-    """The iptables seam plus the conntrack table (pyroute2, imported on first need)."""
+    """The iptables seam plus the conntrack table (pyroute2, imported on first need) and the
+    gateway's own addresses (one `ip -j address show`)."""
+
+    def held_addresses(self):
+        return fip_gateway.read_held(self.module)
 
     def conntrack_missing(self):
         return conntrack.require()
@@ -277,11 +281,15 @@ class Engine(object):
         return Intent(params, validate(params['floating_ips'], params['state'], params['dnat_chain'], params['snat_chain']))
 
     def read(self, kernel, intent):
-        return ipt.read(kernel, TABLE)
+        """({family: Seen}, the gateway's own addresses: read only for state present)."""
+        return ipt.read(kernel, TABLE), kernel.held_addresses() if intent.params['state'] == 'present' else {}
 
-    def own(self, seen, intent):
-        """Per family Owned of the active table, and of the other backend's when it holds our chains
-        or FIP rules (the ownership rule applies there only when purge_other_backend removes them)."""
+    def own(self, read, intent):
+        """Refuse a FIP whose external IP the gateway holds (fip_gateway.check); per family Owned of
+        the active table, and of the other backend's when it holds our chains or FIP rules (the
+        ownership rule applies there only when purge_other_backend removes them)."""
+        seen, held = read
+        fip_gateway.check(intent.wanted, held)
         allow = intent.params['allow_foreign_chain']
         for family in FAMILIES:
             try:

@@ -15,7 +15,8 @@ __metaclass__ = type
 from ansible_collections.clusternet.node.plugins.module_utils import fip, ipset, netlink
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError
-from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV6
+from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6
+from ansible_collections.clusternet.node.plugins.module_utils.netlink import RTN_LOCAL, TABLE_LOCAL
 from ansible_collections.clusternet.node.plugins.module_utils.vip import MARKER, managed_addresses
 
 SUBSETS = ('ipsets', 'vips', 'masquerade', 'floating_ips')
@@ -24,27 +25,58 @@ CHAIN_PREFIX = 'CLUSTERNET-'
 FIP_CHAINS = ('CLUSTERNET-FIP-DNAT', 'CLUSTERNET-FIP-SNAT')
 
 
-def logical_sets(sets):
-    """[{name, set_type, families, entries, nomatch}] from {name: IpSet}: NAME and inet6:NAME as one
-    logical set (the ipset module's default naming); a lone inet6:NAME is the set NAME in IPv6 only.
-    Temporary sets of a killed run are left out."""
-    grouped = {}
-    for name, live in sets.items():
-        if name.startswith(ipset.TMP_PREFIX):
-            continue
-        logical = name[len(ipset.IPV6_PREFIX):] if name.startswith(ipset.IPV6_PREFIX) and live.family == IPV6 else name
-        grouped.setdefault(logical, []).append(live)
+def logical_sets(sets, unmanageable=None):
+    """[{name, [ipv6_name,] set_type, families, entries, nomatch}] from {name: IpSet}: the ipset
+    module's arguments that manage each set as it is, so each fed back changes nothing.
+
+    An IPv4 set NAME and an IPv6 set inet6:NAME of the same type are one logical set (the
+    module's default naming). Any other IPv6 set is one of its own: inet6:NAME as NAME, any
+    other name through ipv6_name. Temporary sets of a killed run are left out; so is a set the
+    module cannot manage (a type it lacks, a name it refuses), which goes to `unmanageable`
+    (when given) as {name, set_type, family, reason}.
+    """
+    live = dict((name, held) for name, held in sets.items() if not name.startswith(ipset.TMP_PREFIX))
+    groups = []
+    for name, held in sorted(live.items()):
+        if held.family == IPV4:
+            partner = live.get(ipset.IPV6_PREFIX + name)
+            pair = partner is not None and partner.family == IPV6 and partner.type == held.type
+            groups.append((name, None, [held, partner] if pair else [held]))
+        elif held.family == IPV6:
+            base = live.get(name[len(ipset.IPV6_PREFIX):]) if name.startswith(ipset.IPV6_PREFIX) else None
+            if base is not None and base.family == IPV4 and base.type == held.type:
+                continue  # the IPv4 set's partner
+            if name.startswith(ipset.IPV6_PREFIX):
+                groups.append((name[len(ipset.IPV6_PREFIX):], None, [held]))
+            else:
+                groups.append((name, name, [held]))
+        else:
+            groups.append((name, None, [held]))
     out = []
-    for logical in sorted(grouped):
-        members = sorted(grouped[logical], key=lambda live: live.name)
-        out.append({
-            'name': logical,
+    for logical, ipv6_name, members in groups:
+        families = [live_set.family for live_set in members]
+        try:
+            if members[0].type not in ipset.SET_TYPES:
+                raise ValueError('the ipset module does not manage type %s' % members[0].type)
+            if any(family not in FAMILIES for family in families):
+                raise ValueError('family %s is not one of %s' % (members[0].options.get('family'), ', '.join(FAMILIES)))
+            ipset.set_names(logical, ipv6_name, families)
+        except ValueError as exc:
+            if unmanageable is not None:
+                unmanageable.extend({'name': live_set.name, 'set_type': live_set.type, 'family': live_set.family,
+                                     'reason': str(exc)} for live_set in members)
+            continue
+        fact = {'name': logical}
+        if ipv6_name is not None:
+            fact['ipv6_name'] = ipv6_name
+        fact.update({
             'set_type': members[0].type,
-            'families': sorted(set(live.family for live in members)),
-            'entries': sorted(key for live in members for key in live.entries),
-            'nomatch': sorted(key for live in members for key in live.nomatch),
+            'families': families,
+            'entries': sorted(key for live_set in members for key in live_set.entries),
+            'nomatch': sorted(key for live_set in members for key in live_set.nomatch),
         })
-    return out
+        out.append(fact)
+    return sorted(out, key=lambda fact: (fact['name'], fact['families']))
 
 
 def masquerade_rules(table):
@@ -62,19 +94,28 @@ def floating_ips(tables):
     return sorted(found, key=lambda item: item['external_ip'])
 
 
-def vips_of(links, addresses, interface):
-    """{interface, present, kind, up, ours, addresses}: the vip module's view of one interface."""
+def vips_of(links, addresses, routes, interface):
+    """{interface, present, kind, up, ours, addresses[, node_ips]}: the vip module's view of one
+    interface. node_ips, for a present interface, are the sources of the VIPs' local routes on it
+    (the vip module's node_ips), each once, in family order: with addresses and interface, what
+    the vip module needs to change nothing."""
     link = next((candidate for candidate in links if candidate.name == interface), None)
     if link is None:
         return {'interface': interface, 'present': False, 'kind': None, 'up': False, 'ours': False, 'addresses': []}
-    held = managed_addresses(addresses, link.index)
+    held = sorted(managed_addresses(addresses, link.index), key=lambda a: (a.ip.version, a.ip))
+    vips = set(address.ip for address in held)
+    sources = sorted(set(route.prefsrc for route in routes
+                         if route.table == TABLE_LOCAL and route.type == RTN_LOCAL and route.oif == link.index
+                         and route.dst in vips and route.prefsrc is not None and route.prefsrc != route.dst),
+                     key=lambda ip: (ip.version, ip))
     return {
         'interface': interface,
         'present': True,
         'kind': link.kind,
         'up': link.up,
         'ours': link.alias == MARKER,
-        'addresses': [str(address.ip) for address in sorted(held, key=lambda a: (a.ip.version, a.ip))],
+        'addresses': [str(address.ip) for address in held],
+        'node_ips': [str(ip) for ip in sources],
     }
 
 
@@ -101,18 +142,18 @@ def read_ipsets(module):
         module.fail_json(msg='ipset save: %s' % exc)
 
 
-def read_links_and_addresses(module):
+def read_links_addresses_routes(module):
     if not netlink.HAS_PYROUTE2:
         from ansible.module_utils.basic import missing_required_lib
         module.fail_json(msg=missing_required_lib('pyroute2'), exception=netlink.PYROUTE2_IMPORT_ERROR)
     try:
         ipr = netlink.IPRoute()
         try:
-            return netlink.read_links(ipr), netlink.read_state(ipr)[0]
+            return (netlink.read_links(ipr),) + tuple(netlink.read_state(ipr))
         finally:
             ipr.close()
     except (netlink.NetlinkError, OSError) as exc:
-        module.fail_json(msg='reading links and addresses over netlink failed: %s' % exc)
+        module.fail_json(msg='reading links, addresses and routes over netlink failed: %s' % exc)
 
 
 def run(module, iptables=None):
@@ -123,10 +164,13 @@ def run(module, iptables=None):
         subsets = SUBSETS
     facts = {}
     if 'ipsets' in subsets:
-        facts['ipsets'] = logical_sets(read_ipsets(module))
+        unmanageable = []
+        facts['ipsets'] = logical_sets(read_ipsets(module), unmanageable)
+        if unmanageable:
+            facts['unmanageable_ipsets'] = unmanageable
     if 'vips' in subsets:
-        links, addresses = read_links_and_addresses(module)
-        facts['vips'] = vips_of(links, addresses, module.params['interface'])
+        links, addresses, routes = read_links_addresses_routes(module)
+        facts['vips'] = vips_of(links, addresses, routes, module.params['interface'])
     if 'masquerade' in subsets or 'floating_ips' in subsets:
         try:
             seen = ipt.read(iptables or ipt.Kernel(module), fip.TABLE)  # the NAT engines' reader

@@ -332,15 +332,32 @@ def check_existing(current, set_type, family, maxelem):
 
 # --- delta ------------------------------------------------------------------
 
-def delta(current_entries, desired, exclusive, nomatch=frozenset()):
-    """(added, removed) keys, each sorted: only what differs, nothing in both is touched.
+def delta(current_entries, desired, exclusive, nomatch=frozenset(), desired_nomatch=frozenset()):
+    """(added, removed) labels, each sorted: only what differs, nothing in both is touched.
 
-    A desired key held as `nomatch` is added: `add -exist` clears the flag in place, so
-    the key is never absent. With exclusive, undesired nomatch entries are removed too.
+    A label is the key, with ' nomatch' after it for a key added flagged so. `add -exist`
+    sets or clears the flag in place, so a key whose flag changes is added, never absent.
+    With exclusive, undesired entries are removed, nomatch ones too (as 'KEY nomatch').
     """
-    added = sorted(desired - current_entries)
-    removed = sorted((current_entries | nomatch) - desired) if exclusive else []
+    added = sorted((desired - current_entries) | set(key + ' nomatch' for key in desired_nomatch - nomatch))
+    removed = sorted((current_entries | nomatch) - desired - desired_nomatch) if exclusive else []
     return added, removed
+
+
+def key_of(label):
+    """The key of a label ('10.0.0.0/8 nomatch' -> '10.0.0.0/8'); a key holds no space."""
+    return label.split(' ', 1)[0]
+
+
+def check_nomatch(set_type, desired, desired_nomatch):
+    """ValueError for nomatch entries the set type cannot flag, or an entry asked both ways."""
+    if any(desired_nomatch.values()) and 'net' not in SET_TYPES[set_type]:
+        raise ValueError('nomatch entries need a set type with a network part (%s), not %s'
+                         % (', '.join(t for t, kinds in SET_TYPES.items() if 'net' in kinds), set_type))
+    for family, keys in desired_nomatch.items():
+        both = sorted(keys & desired[family])
+        if both:
+            raise ValueError('entry %r is in both entries and nomatch' % both[0])
 
 
 def render_create(name, set_type, family, hashsize=None, maxelem=None):
@@ -354,23 +371,26 @@ def render_create(name, set_type, family, hashsize=None, maxelem=None):
 
 def render_changes(batch, name, added, removed):
     """A set's delta in place: adds first, so a set being replaced is never empty.
-    Only for a delta that fits beside the old entries (see render_swap)."""
-    for key in added:
-        batch.put('add %s %s' % (name, key), name, 'add', key)
+    Only for a delta that fits beside the old entries (see render_swap). `added` are
+    labels: 'KEY nomatch' is the ipset restore syntax for a key flagged nomatch."""
+    for label in added:
+        batch.put('add %s %s' % (name, label), name, 'add', label)
     for key in removed:
         batch.put('del %s %s' % (name, key), name, 'del', key)
 
 
-def render_swap(batch, current, entries):
+def render_swap(batch, current, entries, nomatch=frozenset()):
     """A set's replacement when the new entries do not fit beside the old ones: fill
     the temporary set, then swap it in (kube-router's way), so the set holds all of its
     old entries or all of its new ones, whenever the batch stops. Kept entries keep
-    what `ipset save` printed after them (timeout, counters, comment)."""
+    what `ipset save` printed after them (timeout, counters, comment); `nomatch` are
+    the keys to add flagged so."""
     tmp = tmp_name(current.name)
     batch.put('create %s %s %s' % (tmp, current.type, current.header), tmp, 'create')
     batch.put('flush %s' % tmp, tmp, 'flush')
-    for key in sorted(entries):
-        extras = current.extras.get(key) if key in current.entries else None
+    for key in sorted(entries | nomatch):
+        kept = current.entries if key in entries else current.nomatch
+        extras = current.extras.get(key) if key in kept else ('nomatch' if key in nomatch else None)
         batch.put('add %s %s %s' % (tmp, key, extras) if extras else 'add %s %s' % (tmp, key), tmp, 'add', key)
     # the temporary name last: a line cut short cannot name another set
     batch.put('swap %s %s' % (current.name, tmp), current.name, 'swap', tmp)
@@ -387,7 +407,7 @@ def render_carry_over(batch, read, old, added, removed):
     for key in sorted(now - before):
         extras = old.extras.get(key)
         batch.put('add %s %s %s' % (read.name, key, extras) if extras else 'add %s %s' % (read.name, key), read.name, 'add', key)
-    for key in sorted(before - now - set(added) - set(removed)):
+    for key in sorted(before - now - set(key_of(label) for label in added + removed)):
         batch.put('del %s %s' % (read.name, key), read.name, 'del', key)
     batch.put('destroy %s' % old.name, old.name, 'destroy')
 
@@ -548,35 +568,39 @@ def _stale_temporaries(module, names, existing, batch):
     return stale
 
 
-def _plan_present(params, names, desired, live, batch=None):
-    """(restore lines, per-family result, diff before, diff after) for state=present."""
+def _plan_present(params, names, desired, live, batch=None, desired_nomatch=None):
+    """(restore lines, per-family result, diff before, diff after) for state=present.
+    `desired` and `desired_nomatch` map a family to the keys wanted plain and flagged nomatch."""
     batch = Batch() if batch is None else batch
     result, before, after = {}, [], []
     for family, name in names.items():
         current = live[family]
         entries = current.entries if current else set()
         nomatch = current.nomatch if current else set()
+        wanted, wanted_nomatch = desired[family], (desired_nomatch or {}).get(family, set())
         if current:
             check_existing(current, params['set_type'], family, params['maxelem'])
             maxelem = int(current.options.get('maxelem', DEFAULT_MAXELEM))
         else:
             batch.put(render_create(name, params['set_type'], family, params['hashsize'], params['maxelem']), name, 'create')
             maxelem = params['maxelem'] or DEFAULT_MAXELEM
-        final = desired[family] if params['exclusive'] else entries | desired[family]
-        kept_nomatch = set() if params['exclusive'] else nomatch - desired[family]
-        if len(final) + len(kept_nomatch) > maxelem:
-            raise ValueError('set %r would hold %d entries, more than its maxelem %d' % (name, len(final) + len(kept_nomatch), maxelem))
-        added, removed = delta(entries, desired[family], params['exclusive'], nomatch)
-        # a flag cleared in place takes no room
-        if len(entries) + len(nomatch) + len(set(added) - nomatch) <= maxelem:
+        if params['exclusive']:
+            final, final_nomatch = wanted, wanted_nomatch
+        else:
+            final, final_nomatch = (entries - wanted_nomatch) | wanted, (nomatch - wanted) | wanted_nomatch
+        if len(final) + len(final_nomatch) > maxelem:
+            raise ValueError('set %r would hold %d entries, more than its maxelem %d' % (name, len(final) + len(final_nomatch), maxelem))
+        added, removed = delta(entries, wanted, params['exclusive'], nomatch, wanted_nomatch)
+        # a flag set or cleared in place takes no room
+        if len(entries) + len(nomatch) + len(set(key_of(label) for label in added) - entries - nomatch) <= maxelem:
             render_changes(batch, name, added, removed)
         else:
             # only an exclusive run gets here: without it the old entries stay, so they fit
-            batch.swaps.append((current, render_swap(batch, current, desired[family]), added, removed))
+            batch.swaps.append((current, render_swap(batch, current, wanted, wanted_nomatch), added, removed))
         result[family] = {'name': name, 'added': added,
                           'removed': [key + ' nomatch' if key in nomatch else key for key in removed]}
         before.append(render_set(name, current.labels()) if current else '')
-        after.append(render_set(name, final | set(key + ' nomatch' for key in kept_nomatch)))
+        after.append(render_set(name, final | set(key + ' nomatch' for key in final_nomatch)))
     return batch, result, before, after
 
 
@@ -634,7 +658,9 @@ def run(module):
                 known = dict((family, current.entries | current.nomatch) for family, current in live.items()
                              if current and current.type == params['set_type'] and current.family == family)
                 desired = desired_entries(params['entries'], params['set_type'], families, known)
-                batch, result, before, after = _plan_present(params, names, desired, live, batch)
+                desired_nomatch = desired_entries(params['nomatch'], params['set_type'], families, known)
+                check_nomatch(params['set_type'], desired, desired_nomatch)
+                batch, result, before, after = _plan_present(params, names, desired, live, batch, desired_nomatch)
             else:
                 batch, result, before, after = _plan_absent(module, names, live, batch)
         except ValueError as exc:

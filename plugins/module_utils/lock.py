@@ -2,21 +2,24 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The host lock: one writer of this collection's state at a time on a host.
 
-An exclusive flock on /run/clusternet-node.lock. It is per host, not per network
+An exclusive flock on /run/clusternet-node/lock. It is per host, not per network
 namespace (every namespace shares /run), which is what serializing writers needs:
 two runs against the same kernel objects must not interleave their read-diff-write
 cycles.
 
-The file lives directly in /run (root-only, 0755), as xtables keeps /run/xtables.lock,
-not in the world-writable /run/lock: there any local user could create the file first
-and hold an flock on it (every run would time out), or plant a symlink that makes root
-create a file where the user chooses. So the directory must be writable by its owner
-alone, the path is opened with O_NOFOLLOW, and the opened file must be a regular file of
-ours with one link that group and others cannot write; one they can read is made 0600
-(an flock needs only a read-only descriptor, so a file others can open is one they can
-block us with). Each refusal is
-one clear error naming the path. The old /run/lock/clusternet-node.lock is no longer
-used and left alone.
+An flock needs only a read-only descriptor, and no chmod revokes a descriptor already
+open: so a lock file anyone else could ever open is one they can block every run with.
+The file therefore lives in a directory of our own, /run/clusternet-node, mode 0700,
+which no other user can even search; its parent must be writable by its owner alone
+(/run, as xtables keeps /run/xtables.lock; not the world-writable /run/lock, where any
+user could create the names first). The directory and the file are opened with
+O_NOFOLLOW and must be root's; the file must be a regular file with one link that group
+and others cannot write. Each refusal is one clear error naming the path. A lock file
+that someone else could have opened (the directory or the file was found with group or
+other permissions) is replaced by a fresh 0600 file, never reused; a run that locked a
+file since replaced retries on the new one, so concurrent runs still meet on one file.
+The older /run/clusternet-node.lock and /run/lock/clusternet-node.lock are no longer
+used and are left alone.
 
 Order with xtables: runs take this lock first, then iptables-restore -w takes
 xtables.lock inside it and releases it when it exits; nothing of ours takes this lock
@@ -34,9 +37,12 @@ import os
 import stat
 import time
 
-DEFAULT_LOCK_PATH = '/run/clusternet-node.lock'
+DEFAULT_LOCK_PATH = '/run/clusternet-node/lock'
 DEFAULT_TIMEOUT = 120
-FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, 'O_CLOEXEC', 0)
+CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
+FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | CLOEXEC
+PRIVATE = 0o077  # any permission for group or others
 
 
 class LockError(Exception):
@@ -51,18 +57,49 @@ def _owners():
     return (0, os.geteuid())
 
 
-def check_directory(path):
-    """The lock's directory must be a directory only its owner (root or us) can write."""
-    directory = os.path.dirname(path) or '.'
+def check_parent(path, parent):
+    """The private directory's parent must be a directory only its owner (root or us) can write."""
     try:
-        st = os.stat(directory)
+        st = os.stat(parent)
     except OSError as exc:
-        raise LockError('cannot use host lock %s: directory %s: %s' % (path, directory, exc.strerror)) from None
+        raise LockError('cannot use host lock %s: directory %s: %s' % (path, parent, exc.strerror)) from None
     if not stat.S_ISDIR(st.st_mode):
-        raise LockError('cannot use host lock %s: %s is not a directory' % (path, directory))
+        raise LockError('cannot use host lock %s: %s is not a directory' % (path, parent))
     if st.st_uid not in _owners() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise LockError('refusing host lock %s: directory %s is owned by uid %d, mode %04o; it must be writable by root alone'
-                        % (path, directory, st.st_uid, stat.S_IMODE(st.st_mode)))
+                        % (path, parent, st.st_uid, stat.S_IMODE(st.st_mode)))
+
+
+def open_private_directory(path, directory):
+    """Open (create 0700) the lock's own directory; (descriptor, whether others could search it)."""
+    try:
+        os.mkdir(directory, 0o700)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise LockError('cannot create host lock directory %s: %s' % (directory, exc.strerror)) from None
+    try:
+        dir_fd = os.open(directory, DIR_FLAGS)
+    except OSError as exc:
+        # O_DIRECTORY | O_NOFOLLOW fails a symlink with ENOTDIR (or ELOOP): name which it was.
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(directory):
+            raise LockError('refusing host lock %s: directory %s is a symbolic link' % (path, directory)) from None
+        if exc.errno == errno.ENOTDIR:
+            raise LockError('refusing host lock %s: %s is not a directory' % (path, directory)) from None
+        raise LockError('cannot open host lock directory %s: %s' % (directory, exc.strerror)) from None
+    try:
+        st = os.fstat(dir_fd)
+        if st.st_uid not in _owners():
+            raise LockError('refusing host lock %s: directory %s is owned by uid %d, not root' % (path, directory, st.st_uid))
+        opened = bool(st.st_mode & PRIVATE)
+        if opened:
+            os.fchmod(dir_fd, 0o700)
+    except LockError:
+        os.close(dir_fd)
+        raise
+    except OSError as exc:
+        os.close(dir_fd)
+        raise LockError('cannot use host lock directory %s: %s' % (directory, exc.strerror)) from None
+    return dir_fd, opened
 
 
 def check_file(path, st):
@@ -78,35 +115,72 @@ def check_file(path, st):
         raise LockError('refusing host lock %s: it has %d hard links' % (path, st.st_nlink))
 
 
-def open_lock(path):
-    """Open (create 0600) the lock file safely; returns the descriptor or raises LockError."""
-    check_directory(path)
+def _open_file(path, name, dir_fd, flags):
     try:
-        fd = os.open(path, FLAGS, 0o600)
+        return os.open(name, flags, 0o600, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise LockError('refusing host lock %s: it is a symbolic link' % path) from None
         if exc.errno == errno.EISDIR:
             raise LockError('refusing host lock %s: not a regular file' % path) from None
         raise LockError('cannot open host lock %s: %s' % (path, exc.strerror)) from None
+
+
+def _replace(path, name, dir_fd):
+    """A fresh 0600 file renamed over the lock: descriptors others hold on the old one lock nothing of ours."""
+    spare = '.%s.%d' % (name, os.getpid())  # a leftover of a killed run of ours (the directory is root's alone)
     try:
-        st = os.fstat(fd)
-        check_file(path, st)
-        if st.st_mode & 0o077:
-            # Ours but readable by others (say a root `touch`): an flock needs only a read-only
-            # descriptor, so close that door on the file we just checked.
-            os.fchmod(fd, 0o600)
-    except LockError:
+        os.unlink(spare, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    fd = _open_file(path, spare, dir_fd, FLAGS | os.O_EXCL)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.rename(spare, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
         os.close(fd)
         raise
-    except OSError as exc:
-        os.close(fd)
-        raise LockError('cannot use host lock %s: %s' % (path, exc.strerror)) from None
     return fd
 
 
-def _flock(fd, path, timeout):
-    deadline = time.monotonic() + timeout
+def open_lock(path):
+    """Open (create 0600, in a 0700 directory of ours) the lock file safely; the descriptor, or LockError."""
+    directory = os.path.dirname(path) or '.'
+    name = os.path.basename(path)
+    check_parent(path, os.path.dirname(directory) or '.')
+    dir_fd, opened = open_private_directory(path, directory)
+    try:
+        fd = _open_file(path, name, dir_fd, FLAGS)
+        try:
+            st = os.fstat(fd)
+            check_file(path, st)
+        except LockError:
+            os.close(fd)
+            raise
+        if opened or st.st_mode & PRIVATE:
+            # Someone else could have this file open (and flock it): replace, do not reuse.
+            os.close(fd)
+            fd = _replace(path, name, dir_fd)
+    except OSError as exc:
+        raise LockError('cannot use host lock %s: %s' % (path, exc.strerror)) from None
+    finally:
+        os.close(dir_fd)
+    return fd
+
+
+def _is_current(fd, path):
+    """Whether path still names the file fd locked (another run may have replaced it meanwhile)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise LockError('cannot use host lock %s: %s' % (path, exc.strerror)) from None
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _flock(fd, path, deadline, timeout):
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -120,16 +194,26 @@ def _flock(fd, path, timeout):
             time.sleep(0.02)
 
 
+def take_lock(path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
+    """The descriptor of the locked host lock file; LockError (LockTimeout after timeout s) otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = open_lock(path)
+        try:
+            _flock(fd, path, deadline, timeout)
+            if _is_current(fd, path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def host_lock(module=None, path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
     """Hold the host lock; with a module, every refusal or timeout is a clean failure, not a traceback."""
     try:
-        fd = open_lock(path)
-        try:
-            _flock(fd, path, timeout)
-        except LockError:
-            os.close(fd)
-            raise
+        fd = take_lock(path, timeout)
     except LockError as exc:
         if module is not None:
             module.fail_json(msg=str(exc))

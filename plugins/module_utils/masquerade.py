@@ -23,7 +23,13 @@ import re
 from ansible_collections.clusternet.node.plugins.module_utils import engine
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.engine import Plan
-from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, find_duplicate, parse_network, split_by_family
+from ansible_collections.clusternet.node.plugins.module_utils.families import (
+    FAMILIES,
+    find_duplicate,
+    parse_network,
+    special_network,
+    split_by_family,
+)
 
 TABLE = 'nat'
 PARENT = 'POSTROUTING'
@@ -58,6 +64,9 @@ def parse_networks(values, what):
             raise ValueError('invalid %s %r: a /0 leaves nothing outside the cluster to masquerade to' % (what, value))
         if network.version == 6 and network.subnet_of(IPV4_MAPPED):
             raise ValueError('invalid %s %r: it is IPv4-mapped (inside ::ffff:0:0/96); write the IPv4 network instead' % (what, value))
+        reason = special_network(network)
+        if reason:
+            raise ValueError('invalid %s %r: %s, not a pod or cluster network' % (what, value, reason))
         networks.append(network)
     duplicate = find_duplicate(networks)
     if duplicate is not None:

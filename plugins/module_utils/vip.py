@@ -2,17 +2,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Service VIPs on a local interface: links, addresses and routes over netlink.
 
-The engine: validate, read, plan, render, apply, run. Kernel state is read with one
+The engine: validate, read, own, plan, render, apply, run. Kernel state is read with one
 link dump, one address dump and one route dump per family, as plain tuples (netlink.py
-holds that plumbing and the request encoding). Planning is pure: `plan_link` and
+holds that plumbing and the request encoding). `own_routes` alone says which routes are
+ours; the checks refuse on the foreign ones, and planning is pure: `plan_link` and
 `plan_vips` take that data and return the steps to apply, which `apply_steps` sends as
 batched netlink requests, one per step.
 
 The route a VIP needs (kube-router #1698): `local VIP dev IF table local proto kernel
-scope host src NODE_IP`, and for IPv6 no other route to VIP/128 in any table. The
-kernel adds its own routes for an IPv6 /128 (main table metric 256, local table
-metric 0 without src) and re-adds them whenever the address is re-added or the link
-comes back up, so every run reconciles from a fresh dump.
+scope host src NODE_IP`, and no other route to the VIP on its interface. The kernel
+adds its own routes for an IPv6 /128 (main table metric 256, local table metric 0
+without src) and re-adds them whenever the address is re-added or the link comes back
+up, so every run reconciles from a fresh dump.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -116,35 +117,67 @@ def check_owner(link, adopt):
                          % (link.name, repr(link.alias) if link.alias else 'unset', MARKER))
 
 
-def check_not_local_elsewhere(vips, addresses, routes, index, names):
+def check_not_local_elsewhere(vips, addresses, foreign, index, names):
     """No VIP may be an address the host already owns on another interface (an address,
-    or a local, broadcast or anycast route, such as a subnet's broadcast address): the
-    VIP's route would take that route's place, and removing the VIP later would leave the
-    host without it."""
-    wanted = set(vips)  # one pass over each dump: thousands of VIPs meet thousands of routes
-    holders, claims = collections.defaultdict(set), {}
+    or a foreign local, broadcast or anycast route, such as a subnet's broadcast address):
+    the VIP's route would take that route's place, and removing the VIP later would leave
+    the host without it. foreign: {dst: [routes]}, from own_routes."""
+    wanted = set(vips)  # one pass over the address dump: thousands of VIPs meet thousands of addresses
+    holders = collections.defaultdict(set)
     for address in addresses:
         if address.ip in wanted and address.index != index:
             holders[address.ip].add(names.get(address.index, str(address.index)))
-    for route in routes:
-        if route.dst in wanted and route.type in LOCAL_TYPES and route.oif != index:
-            claims.setdefault(route.dst, route)
     for vip in vips:
         if vip in holders:
             raise ValueError('VIP %s is already an address of %s on this host: refusing to take it over as a VIP'
                              % (vip, ', '.join(sorted(holders[vip]))))
-        if vip in claims:
+        claim = next((r for r in foreign.get(vip, ()) if r.type in LOCAL_TYPES), None)
+        if claim:
             raise ValueError('VIP %s is already local to this host (%s): refusing to take it over as a VIP'
-                             % (vip, render_route(claims[vip], names)))
+                             % (vip, render_route(claim, names)))
 
 
-def check_kernel(link, addresses, routes, vips, node_ips, params, names):
-    """The checks that need the dumps, all before the first write."""
+def check_local_table_free(vips, foreign, names):
+    """No foreign route to a VIP may be in table local, where the VIP's route goes. The host
+    looks that table up before any other, so a foreign route there either has our route's
+    key (our replace would overwrite it) or competes with ours by metric (a lower one wins,
+    as the kernel's did in kube-router #1698). Foreign routes in other tables are kept: the
+    local route decides the host's own traffic to the VIP whatever they say."""
+    for vip in vips:
+        route = next((r for r in foreign.get(vip, ()) if r.table == TABLE_LOCAL), None)
+        if route:
+            raise ValueError('VIP %s is already routed in table local by a route this module did not write (%s): '
+                             'refusing to replace or shadow it' % (vip, render_route(route, names)))
+
+
+def check_kernel(link, addresses, foreign, vips, node_ips, params, names):
+    """The checks that need the dumps, all before the first write. foreign: the foreign
+    routes from own_routes."""
     check_owner(link, params['adopt'])
     if params['state'] == 'present':
         index = link.index if link else None
+        foreign = by_destination(foreign)
         check_node_ips(node_ips, addresses, index, params['interface'])
-        check_not_local_elsewhere(vips, addresses, routes, index, names)
+        check_not_local_elsewhere(vips, addresses, foreign, index, names)
+        check_local_table_free(vips, foreign, names)
+
+
+# --- ownership ----------------------------------------------------------------
+
+Owned = collections.namedtuple('Owned', 'ours foreign')
+
+
+def own_routes(routes, index):
+    """The one place that says which routes are ours. A route read (a route to a host
+    address, see netlink.route_from_msg) is ours when it leaves through the VIP interface,
+    index (None when that interface does not exist): the local route this module writes and
+    the routes the kernel adds there for an address (kube-router #1698). Every other route
+    is foreign, whatever its table, type or device: no step ever writes one, and the checks
+    refuse a VIP that one collides with. Returns Owned(ours, foreign), two lists."""
+    ours, foreign = [], []
+    for route in routes:
+        (ours if index is not None and route.oif == index else foreign).append(route)
+    return Owned(ours, foreign)
 
 
 # --- pure planning ----------------------------------------------------------
@@ -178,12 +211,6 @@ def by_destination(routes):
     return out
 
 
-def routes_of(routes_by_dst, ip, index):
-    """Routes that belong to a VIP: to ip/32 on its interface; for IPv6 to ip/128 anywhere."""
-    full = FULL_PREFIX[family_of_version(ip.version)]
-    return [r for r in routes_by_dst.get(ip, ()) if r.dst_len == full and (r.family == IPV6 or r.oif == index)]
-
-
 def managed_addresses(addresses, index):
     """Addresses on the VIP interface that this module manages: all but IPv6 link-local."""
     if index is None:
@@ -202,11 +229,12 @@ def plan_link(link, state, delete_interface):
     return steps + ['up'] if state == 'present' and not link.up else steps
 
 
-def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete_interface=False):
+def plan_vips(index, addresses, ours, vips, node_ips, exclusive, state, delete_interface=False):
     """Steps that bring the VIP interface's addresses and the VIPs' routes in line.
 
     index: the interface's ifindex, None when it does not exist (check mode);
-    addresses, routes: Address and Route tuples from the dumps (all links, both families);
+    addresses: Address tuples from the dump (all links, both families);
+    ours: the routes own_routes says are ours, the only ones a step may touch;
     vips: parsed VIPs without duplicates; node_ips: {family: address}.
     Returns (steps, changes) with changes[family] = {added, removed, routes_added,
     routes_removed}, each a list of Address or Route tuples that existed before the run
@@ -214,7 +242,7 @@ def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete
     """
     changes = dict((f, {'added': [], 'removed': [], 'routes_added': [], 'routes_removed': []}) for f in FAMILIES)
     steps = []
-    routes = by_destination(routes)
+    ours = by_destination(ours)
     wanted = set(vips)
     managed = managed_addresses(addresses, index)
     if state == 'present':
@@ -224,12 +252,11 @@ def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete
     gone = set()
     for address in remove:
         change = changes[address.family]
-        for route in routes_of(routes, address.ip, index):
-            if route.oif == index:
-                gone.add(route)
-                change['routes_removed'].append(route)
-                if not delete_interface:
-                    steps.append(Step(ROUTE_DEL, route))
+        for route in ours.get(address.ip, ()):
+            gone.add(route)
+            change['routes_removed'].append(route)
+            if not delete_interface:
+                steps.append(Step(ROUTE_DEL, route))
         change['removed'].append(address)
         if not delete_interface:
             steps.append(Step(ADDR_DEL, address))
@@ -246,7 +273,7 @@ def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete
             address = Address(family, vip, FULL_PREFIX[family], index)
             change['added'].append(address)
             steps.append(Step(ADDR_ADD, address))
-        current = [r for r in routes_of(routes, vip, index) if r not in gone]
+        current = [r for r in ours.get(vip, ()) if r not in gone]
         replacing = not any(same_route(r, desired) for r in current)
         if replacing:
             # A replace takes the place of the first route with the same table and metric.
@@ -267,13 +294,13 @@ def plan_vips(index, addresses, routes, vips, node_ips, exclusive, state, delete
     return steps, changes
 
 
-def awaited_routes(vips, added, routes, index, link_brought_up):
+def awaited_routes(vips, added, ours, index, link_brought_up):
     """IPv6 VIPs whose kernel local route is still to come. The kernel adds it from a work
     queue after the address add returns (nodad too), and again after the link comes up, so a
     dump taken right after may not show it yet, and a delete sent then would hit ours."""
     awaited = set(a.ip for a in added if a.family == IPV6)
     if link_brought_up:
-        seen = set(r.dst for r in routes if r == kernel_local_route(r.dst, index))
+        seen = set(r.dst for r in ours if r == kernel_local_route(r.dst, index))
         awaited |= set(v for v in vips if v.version == 6) - seen
     return awaited
 
@@ -294,7 +321,8 @@ def render_route(route, names):
     words = [w for w in (TYPE_NAMES.get(route.type, str(route.type)),) if w]
     dst = str(route.dst) if route.dst is not None else 'default'
     words.append(dst if route.dst_len == FULL_PREFIX[route.family] else '%s/%d' % (dst, route.dst_len))
-    words += ['dev', names.get(route.oif, str(route.oif))]
+    if route.oif is not None:  # a blackhole, unreachable or prohibit IPv4 route has no device
+        words += ['dev', names.get(route.oif, str(route.oif))]
     if route.table != TABLE_MAIN:
         words += ['table', TABLE_NAMES.get(route.table, str(route.table))]
     words += ['proto', PROTO_NAMES.get(route.proto, str(route.proto))]
@@ -464,7 +492,7 @@ def _reconcile(module, ipr, vips, node_ips, applied):
     before_addresses, before_routes = read('the addresses and routes', read_state, ipr)
     names = dict((each.index, each.name) for each in links)
     try:
-        check_kernel(link, before_addresses, before_routes, vips, node_ips, params, names)
+        check_kernel(link, before_addresses, own_routes(before_routes, index).foreign, vips, node_ips, params, names)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     link_steps = plan_link(link, state, params['delete_interface'])
@@ -479,11 +507,12 @@ def _reconcile(module, ipr, vips, node_ips, applied):
         if 'up' in link_steps:
             # Bringing a link up makes the kernel re-add its routes: plan from what it did.
             addresses, routes = read('the addresses and routes', read_state, ipr)
-    steps, changes = plan_vips(index, addresses, routes, vips, node_ips, params['exclusive'], state,
+    ours = own_routes(routes, index).ours
+    steps, changes = plan_vips(index, addresses, ours, vips, node_ips, params['exclusive'], state,
                                delete_interface='delete' in link_steps)
     names[index] = ifname
     if not module.check_mode:
-        awaited = awaited_routes(vips, changes[IPV6]['added'], routes, index, 'up' in link_steps) if state == 'present' else ()
+        awaited = awaited_routes(vips, changes[IPV6]['added'], ours, index, 'up' in link_steps) if state == 'present' else ()
         apply_steps(steps, names, applied)
         if 'delete' in link_steps:
             apply_link(ipr, link_steps, ifname, params['link_kind'], index, applied)
@@ -503,8 +532,8 @@ def _reconcile(module, ipr, vips, node_ips, applied):
 def _diff(ifname, kind, link, link_steps, index, addresses, routes, changes, names):
     old_index = link.index if link else None
     before_addresses = managed_addresses(addresses, old_index)
-    routes_by_dst = by_destination(routes)
-    before_routes = set(r for a in before_addresses for r in routes_of(routes_by_dst, a.ip, old_index))
+    ours = by_destination(own_routes(routes, old_index).ours)
+    before_routes = set(r for a in before_addresses for r in ours.get(a.ip, ()))
     removed = set(a for c in changes.values() for a in c['removed'])
     after_addresses = [a for a in before_addresses if a not in removed]
     after_routes = set(before_routes)

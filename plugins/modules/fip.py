@@ -54,13 +54,16 @@ options:
     suboptions:
       external_ip:
         description:
-          - The floating (public) address.
+          - The floating (public) address. An address the gateway itself holds on any interface is refused (with
+            O(state=present)), since the DNAT would take the host's own traffic to it. So are the refused special-purpose
+            ranges (as in M(clusternet.node.vip)).
         type: str
         required: true
       internal_ip:
         description:
           - The address the FIP maps to, of the same family as O(floating_ips[].external_ip).
           - Required with O(state=present); ignored with O(state=absent), where the external IP alone finds the FIP.
+          - It may not be the external IP itself.
         type: str
   exclusive:
     description:

@@ -22,9 +22,10 @@ description:
     Entries other writers added or removed meanwhile are carried over after the swap. The temporary
     set is named C(~cn-tmp-) plus 23 characters derived from the set's name; one left by a killed run
     is destroyed (with a warning) by the next run on that set, if it is unreferenced and of the set's family.
-  - An entry flagged C(nomatch) in the kernel is not the plain entry. A listed entry held as
-    C(nomatch) becomes a plain entry in place (never absent); other C(nomatch) entries are removed
-    with O(exclusive=true) and kept with O(exclusive=false).
+  - An entry flagged C(nomatch) in the kernel is not the plain entry. A key listed in O(entries) but held as
+    C(nomatch) becomes a plain entry in place, and a key listed in O(nomatch) but held plain is flagged in place
+    (never absent); C(nomatch) entries in neither list are removed with O(exclusive=true) and kept with
+    O(exclusive=false).
   - C(ipset restore) is not transactional and stops at its first error. A failed run names the failing
     line and exactly what the lines before it applied (also in C(applied)).
   - Sets not named by the task are never written, flushed, swapped or destroyed; of them only the names
@@ -76,6 +77,20 @@ options:
     type: list
     elements: str
     default: []
+  nomatch:
+    description:
+      - Entries to hold flagged C(nomatch), in the forms O(entries) takes. The kernel skips such an entry in a
+        match and does not look further, so it carves an exception out of a wider network (C(ipset add NAME KEY nomatch)).
+      - Only for a O(set_type) with a network part (C(hash:net), C(hash:net,port), C(hash:ip,port,net),
+        C(hash:net,iface)); the kernel refuses the flag in the others.
+      - An entry listed both here and in O(entries) is an error. With O(exclusive=true) the sets hold exactly
+        O(entries) plain and O(nomatch) flagged.
+      - M(clusternet.node.node_info) reports a set's C(nomatch) entries under this name, so a set read from it
+        and given back changes nothing.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
   families:
     description:
       - The families whose set this task manages. The other family's set is not touched.
@@ -137,6 +152,13 @@ EXAMPLES = r'''
     maxelem: 262144
     entries: "{{ pod_cidrs }}"
 
+- name: Pod subnets with one range carved out
+  clusternet.node.ipset:
+    name: kube-router-pod-subnets
+    set_type: hash:net
+    entries: [10.42.0.0/16]
+    nomatch: [10.42.255.0/24]
+
 - name: Remove both families' sets
   clusternet.node.ipset:
     name: kube-router-pod-ips
@@ -158,7 +180,7 @@ ipv4:
       type: str
       sample: kube-router-pod-ips
     added:
-      description: Entries added, in C(ipset save) form, sorted.
+      description: Entries added (or whose C(nomatch) flag changed), in C(ipset save) form, sorted; one flagged as C(KEY nomatch).
       type: list
       elements: str
       sample: [10.42.1.7]
@@ -177,7 +199,7 @@ ipv6:
       type: str
       sample: inet6:kube-router-pod-ips
     added:
-      description: Entries added, in C(ipset save) form, sorted.
+      description: Entries added (or whose C(nomatch) flag changed), in C(ipset save) form, sorted; one flagged as C(KEY nomatch).
       type: list
       elements: str
       sample: ['2001:db8:42:1::7']
@@ -222,6 +244,7 @@ def main():
             ipv6_name=dict(type='str'),
             set_type=dict(type='str', default='hash:ip', choices=list(ipset.SET_TYPES)),
             entries=dict(type='list', elements='str', default=[]),
+            nomatch=dict(type='list', elements='str', default=[]),
             families=dict(type='list', elements='str', choices=['ipv4', 'ipv6'], default=['ipv4', 'ipv6']),
             exclusive=dict(type='bool', default=True),
             maxelem=dict(type='int'),

@@ -18,8 +18,10 @@ description:
     P(clusternet.node.node_plan#filter) filter rendered once for the play.
   - The cluster-wide lists go to the modules as the plan holds them, without a templating pass per host;
     only C(changed), C(failed) and C(msg) of each module result are kept, and the diffs of all of them (diff mode).
-  - The modules run in that order and stop at the first failure; the error names the module and what the
-    modules before it changed. Each module validates its arguments before its first write.
+  - Every call first runs in check mode (each module validates its arguments, reads the node's kernel and plans, writing
+    nothing), in that order; the first refusal fails the node with nothing changed. Only then do the calls that would
+    change something run for real, in the same order; a call whose check run changes nothing is not run again.
+    A failure names the module and what the modules before it changed.
   - The P(clusternet.node.node_network#role) role is the usual way to run it.
 version_added: 0.2.0
 author: clusternet maintainers (@clusternet)

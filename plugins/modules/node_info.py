@@ -11,9 +11,10 @@ module: node_info
 short_description: Read the data-plane state this collection manages on a node
 description:
   - Returns what the node holds, in the shape the modules take, so that a fact fed back to its module
-    changes nothing (a round trip).
+    changes nothing (a round trip). RV(clusternet_node.ipsets) and RV(clusternet_node.floating_ips) are the
+    modules' arguments as they are; RV(clusternet_node.vips) holds the vip module's (see its description).
   - Each subset costs the one dump its module reads, C(ipset save), C(iptables-save -t nat) and
-    C(ip6tables-save -t nat), or one netlink dump of links and addresses.
+    C(ip6tables-save -t nat), or one netlink dump each of links, addresses and routes (per family).
   - Also reports this collection's chains left in the iptables backend the active tools do not use
     (see O(clusternet.node.fip#module:purge_other_backend)).
   - Never writes and takes no lock.
@@ -62,6 +63,12 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     var: node.clusternet_node.floating_ips
 
+- name: Put the VIPs back exactly as read (changes nothing)
+  clusternet.node.vip:
+    interface: "{{ node.clusternet_node.vips.interface }}"
+    addresses: "{{ node.clusternet_node.vips.addresses }}"
+    node_ips: "{{ node.clusternet_node.vips.node_ips }}"
+
 - name: Put the FIPs back exactly as read (changes nothing)
   clusternet.node.fip:
     floating_ips: "{{ node.clusternet_node.floating_ips }}"
@@ -70,6 +77,16 @@ EXAMPLES = r'''
   clusternet.node.node_info:
     gather_subset: [ipsets]
   register: sets
+
+- name: Put every set back exactly as read (changes nothing)
+  clusternet.node.ipset:
+    name: "{{ item.name }}"
+    ipv6_name: "{{ item.ipv6_name | default(omit) }}"
+    set_type: "{{ item.set_type }}"
+    families: "{{ item.families }}"
+    entries: "{{ item.entries }}"
+    nomatch: "{{ item.nomatch }}"
+  loop: "{{ sets.clusternet_node.ipsets }}"
 '''
 
 RETURN = r'''
@@ -80,19 +97,43 @@ clusternet_node:
   contains:
     ipsets:
       description:
-        - Every set on the node as logical sets, C(NAME) and C(inet6:NAME) together (temporary C(~cn-tmp-) sets left out).
-        - O(clusternet.node.ipset#module:name), O(clusternet.node.ipset#module:set_type),
-          O(clusternet.node.ipset#module:families) and O(clusternet.node.ipset#module:entries) of each can be given
-          to M(clusternet.node.ipset) as they are; C(nomatch) lists the entries flagged so.
+        - Every set on the node that M(clusternet.node.ipset) can manage, each as that module's arguments, so that a
+          set given back to it as it is changes nothing. Temporary C(~cn-tmp-) sets are left out.
+        - An IPv4 set C(NAME) and an IPv6 set C(inet6:NAME) of the same type are one item with both families.
+          Any other IPv6 set is an item of its own, C(inet6:NAME) as O(clusternet.node.ipset#module:name) C(NAME), and
+          a set of another name (C(ipset create istio6 hash:ip family inet6)) with
+          O(clusternet.node.ipset#module:ipv6_name) set to it; C(ipv6_name) is present only then.
+        - C(nomatch) lists the entries flagged C(nomatch) (O(clusternet.node.ipset#module:nomatch)).
+        - Create options (C(maxelem), C(hashsize), C(counters), C(comment), C(timeout)) are not reported; an existing
+          set keeps them, and what each entry carries is kept too.
       returned: when gather_subset has ipsets
       type: list
       elements: dict
-      sample: [{name: kube-router-pod-subnets, set_type: hash:net, families: [ipv4, ipv6], entries: [10.42.0.0/24, fd00:42::/64], nomatch: []}]
+      sample:
+        - {name: kube-router-pod-subnets, set_type: hash:net, families: [ipv4, ipv6],
+           entries: [10.42.0.0/16, fd00:42::/56], nomatch: [10.42.7.0/24]}
+        - {name: istio6, ipv6_name: istio6, set_type: hash:ip, families: [ipv6], entries: ['fd00::6'], nomatch: []}
+    unmanageable_ipsets:
+      description:
+        - The sets M(clusternet.node.ipset) cannot manage, so none of RV(clusternet_node.ipsets), each with the reason,
+          a type it does not know (C(list:set)), or a name it refuses (an IPv4 set named C(inet6:...)).
+      returned: when gather_subset has ipsets and such a set exists
+      type: list
+      elements: dict
+      version_added: 0.2.0
+      sample: [{name: members, set_type: 'list:set', family: null, reason: 'the ipset module does not manage type list:set'}]
     vips:
-      description: The VIP interface; C(ours) says it carries this collection's marker, C(addresses) the VIPs on it.
+      description:
+        - The VIP interface; C(ours) says it carries this collection's marker, C(addresses) the VIPs on it.
+        - For a present interface, C(node_ips) are the sources of the VIPs' local routes on it, each once, IPv4 first.
+        - Not the vip module's arguments as a whole, since C(present), C(kind), C(up) and C(ours) are not options;
+          C(interface), C(addresses) and C(node_ips) given back as the options of those names of
+          M(clusternet.node.vip) change nothing on an interface that is C(ours) and in the state that module keeps.
+          Two sources in one family (routes written by others) are reported as they are, and the vip module refuses them.
       returned: when gather_subset has vips
       type: dict
-      sample: {interface: kube-dummy-if, present: true, kind: dummy, up: true, ours: true, addresses: [10.43.0.10, fd00:43::10]}
+      sample: {interface: kube-dummy-if, present: true, kind: dummy, up: true, ours: true, addresses: [10.43.0.10, 'fd00:43::10'],
+               node_ips: [192.168.1.10, '2001:db8:1::10']}
     masquerade:
       description: Per family, the rules of each C(CLUSTERNET-) chain of the nat table other than the FIP chains, as C(iptables-save) prints them.
       returned: when gather_subset has masquerade

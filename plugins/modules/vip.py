@@ -13,9 +13,9 @@ description:
   - Puts service VIPs of both families on a local interface (kube-router's C(kube-dummy-if)) as C(/32) or C(/128)
     and gives each exactly the route host-originated traffic needs,
     C(local VIP dev IF table local proto kernel scope host src NODE_IP), with the node IP of the VIP's family.
-  - For IPv6 no other route to the VIP's C(/128) is left in any table. The kernel adds a main-table prefix route
-    (metric 256) and a local-table route (metric 0, no source) for every IPv6 address, which make the VIP
-    unreachable from the node itself (kube-router issue 1698); this module deletes them.
+  - No other route to the VIP is left on O(interface). The kernel adds a main-table prefix route (metric 256) and a
+    local-table route (metric 0, no source) for every IPv6 address, which make the VIP unreachable from the node itself
+    (kube-router issue 1698); this module deletes them. Routes to the VIP elsewhere are not the module's (see the notes).
   - The kernel re-adds its routes when an address is re-added or the link comes back up. Every run reads the
     kernel afresh (one link dump, one address dump, one route dump per family) and repairs them.
   - IPv6 VIPs are added with C(nodad) and C(noprefixroute), so they are usable at once and the kernel adds
@@ -26,8 +26,10 @@ description:
     waits for these routes (at most 5 seconds) and deletes them as they appear.
   - Runs of this collection's modules on one host are serialized by a host lock.
   - All input is validated before the kernel is touched; a node IP must be a local address of another interface.
-  - VIPs and node IPs must be unicast host addresses; loopback, unspecified, multicast, broadcast and link-local
-    addresses, zone ids (C(fd00::9%eth0)) and IPv4-mapped IPv6 addresses are refused. A VIP that is already local to
+  - VIPs and node IPs must be unicast host addresses; addresses in the refused special-purpose ranges (C(0.0.0.0/8),
+    loopback, link-local, multicast, C(240.0.0.0/4) with broadcast, C(::), IPv4-mapped, C(100::/64) discard-only,
+    C(100:0:0:1::/64)) and zone ids (C(fd00::9%eth0)) are refused; C(100.64.0.0/10) and the other special-purpose ranges
+    are allowed. A VIP that is already local to
     the host on another interface (one of its addresses, or a local, broadcast or anycast route such as a subnet's
     broadcast address) is refused too, since its route would take the place of the host's own.
   - The module manages only an interface it created (it sets the interface's alias to C(clusternet.node)) or one it
@@ -103,7 +105,16 @@ options:
     default: false
 notes:
   - An existing address of a VIP with another prefix length is replaced by the C(/32) or C(/128).
-  - IPv4 routes to a VIP are only compared on O(interface); IPv6 routes to a VIP are compared in every table on every link.
+  - "Which routes are the module's: a route to a VIP's C(/32) or C(/128) that leaves through O(interface), in any
+    table, is the module's: the local route it writes and the routes the kernel adds there for the address. Every other
+    route to that address (via another device, or without one, such as a C(blackhole) or C(unreachable) route) is
+    foreign and never changed or deleted, not even by O(state=absent) or O(exclusive)."
+  - "A foreign route to a VIP in a table other than C(local) is kept: the host looks up table C(local) first, so the
+    VIP's local route decides the node's own traffic to the VIP whatever the other tables say."
+  - "A foreign route to a VIP in table C(local) refuses that VIP, before any change, with an error naming the route:
+    it either holds the place the VIP's local route needs (a replace would overwrite it) or competes with it by metric
+    (a lower metric wins, as the kernel's own route did in kube-router issue 1698). Delete the route, or leave the
+    address out of O(addresses)."
   - In check mode a missing or down interface is reported as created or brought up, and the plan is made from
     the current routes, without the ones the kernel would add on link up.
 '''

@@ -2,7 +2,9 @@
 Chromium. Every documented option and return value (suboptions included) is a visible entry
 on its page and nothing else is, the examples are shown, the theme's CSS applies, the page
 loads nothing from anywhere but the local server and throws no script error, and each page
-leaves a screenshot in build/docs/ that is a real, non-blank picture."""
+leaves a screenshot in build/docs/ that is a real, non-blank picture. Every page of the user
+guide (docs/guide) is there under its title, each link inside the docsite resolves to a page
+and anchor that exist, and the architecture page shows the diagram Graphviz drew from its text."""
 
 import glob
 import json
@@ -28,6 +30,8 @@ PAGES = {'index': (None, None)}
 PAGES.update(('%s_module' % name, ('module', name)) for name in MODULES)
 PAGES.update(('%s_role' % name, ('role', name)) for name in ROLES)
 PAGES.update(('%s_filter' % name, ('filter', name)) for name in FILTERS)
+GUIDE = sorted(os.path.basename(path)[:-4] for path in glob.glob(os.path.join(gates.REPO, 'docs', 'guide', '*.rst')))
+PAGES.update(('guide/' + name, ('guide', name)) for name in GUIDE)
 
 # What the rendered DOM holds, read in the page after it loaded (scripts run, CSS applied).
 FACTS = r"""(() => {
@@ -50,8 +54,51 @@ FACTS = r"""(() => {
 })()"""
 
 
+# Every link of the page that stays inside the docsite, fetched from the local server: the page must
+# exist and, for a link with a #fragment, hold an element with that id.
+LINKS = r"""(async () => {
+  const inside = Array.from(new Set(Array.from(document.querySelectorAll('a[href]')).map(a => a.href)
+    .filter(href => href.startsWith(location.origin + '/'))));
+  const pages = {};
+  const broken = [];
+  for (const href of inside) {
+    const [url, fragment] = href.split('#');
+    if (!(url in pages)) {
+      const response = await fetch(url);
+      pages[url] = response.ok ? new DOMParser().parseFromString(await response.text(), 'text/html') : null;
+    }
+    if (!pages[url]) broken.push(href + ': no such page');
+    else if (fragment && !pages[url].getElementById(decodeURIComponent(fragment))) broken.push(href + ': no such anchor');
+  }
+  return {checked: inside.length, broken: broken};
+})()"""
+
+# The architecture diagram: the SVG sphinx.ext.graphviz embeds, as drawn on the page, and its labels.
+DIAGRAM = r"""(() => {
+  const shown = el => !!el && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  return Array.from(document.querySelectorAll('object.graphviz')).map(object => {
+    const svg = object.contentDocument && object.contentDocument.querySelector('svg');
+    const box = object.getBoundingClientRect();
+    return {data: object.getAttribute('data'), shown: shown(object), width: box.width, height: box.height,
+            labels: svg ? Array.from(svg.querySelectorAll('text')).map(text => text.textContent.trim()) : null};
+  });
+})()"""
+# Each stage of intent -> node_plan -> node_apply -> module -> engine -> kernel, as the diagram labels it.
+DIAGRAM_LABELS = {'intent', 'node_plan filter', 'node_apply action', 'modules', 'ipset', 'vip', 'masquerade', 'fip',
+                  'engine (plugins/module_utils)', 'kernel'}
+
+
 def page_url(base, page):
-    return base + ('index.html' if page == 'index' else NODE + page + '.html')
+    if page == 'index':
+        return base + 'index.html'
+    return base + (page if page.startswith('guide/') else NODE + page) + '.html'
+
+
+def guide_title(name):
+    """The title of docs/guide/NAME.rst: the line over its first '=' underline."""
+    with open(os.path.join(gates.REPO, 'docs', 'guide', name + '.rst')) as handle:
+        lines = handle.read().splitlines()
+    return next(lines[i - 1] for i, line in enumerate(lines) if i and line.startswith('===') and set(line) == {'='})
 
 
 def paths(spec, children, prefix=''):
@@ -119,6 +166,8 @@ def png_is_a_picture(data):
 def test_pages_cover_what_the_task_names():
     assert {'index', 'ipset_module', 'vip_module', 'masquerade_module', 'fip_module', 'node_network_role', 'ipsets_role',
             'service_vips_role', 'masquerade_role', 'floating_ips_role', 'node_state_filter'} <= set(PAGES)
+    assert {'guide/' + name for name in ('architecture', 'ownership', 'persistence', 'fleets', 'lab', 'troubleshooting',
+                                         'development', 'execution_environment')} <= set(PAGES)
 
 
 @pytest.mark.parametrize('page', sorted(PAGES))
@@ -138,10 +187,26 @@ def test_page_in_chromium(page, served, browser, ansible_doc):
     assert facts['sidebar'] == 'fixed', 'the theme\'s CSS did not apply (navigation sidebar: %r)' % facts['sidebar']
 
     kind, name = PAGES[page]
+    if kind in (None, 'guide'):
+        links = browser.evaluate(LINKS)
+        assert links['checked'] > 0, 'no link inside the docsite found'
+        assert links['broken'] == [], 'links that do not resolve: %s' % links['broken']
     if kind is None:
         assert facts['h1'].strip() == 'clusternet.node'
         linked = set(facts['links'])
         assert {page_url(served, other) for other in PAGES if other != 'index'} - linked == set(), 'index does not link every page'
+    elif kind == 'guide':
+        assert facts['h1'].strip() == guide_title(name)
+        if name == 'architecture':
+            diagrams = browser.evaluate(DIAGRAM)
+            assert len(diagrams) == 1, diagrams
+            diagram = diagrams[0]
+            assert diagram['shown'] and diagram['width'] > 300 and diagram['height'] > 100, diagram
+            assert diagram['data'].endswith('.svg'), diagram
+            assert diagram['labels'] is not None, 'the diagram\'s SVG did not load into the page'
+            labels = {' '.join(label.split()) for label in diagram['labels']}
+            assert DIAGRAM_LABELS - labels == set(), 'stages missing from the diagram: %s (it shows %s)' % (
+                sorted(DIAGRAM_LABELS - labels), sorted(labels))
     else:
         assert facts['h1'].startswith('clusternet.node.%s %s' % (name, kind)), facts['h1']
         parameters, returns, tasks = expected(kind, name, ansible_doc)
@@ -157,6 +222,7 @@ def test_page_in_chromium(page, served, browser, ansible_doc):
             assert 'clusternet.node.' + name in facts['examples']['text']
             assert [task for task in tasks if task not in facts['examples']['text']] == []
 
-    size, distinct_rows = png_is_a_picture(browser.screenshot(os.path.join(DOCS_OUT, 'screenshot-%s.png' % page)))
+    shot = os.path.join(DOCS_OUT, 'screenshot-%s.png' % page.replace('/', '-'))
+    size, distinct_rows = png_is_a_picture(browser.screenshot(shot))
     assert size == (1280, 1600)
     assert distinct_rows > 100, 'the screenshot is (nearly) blank: %d distinct pixel rows' % distinct_rows

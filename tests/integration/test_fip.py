@@ -313,3 +313,18 @@ def test_without_pyroute2_create_works_and_removal_fails_before_writing(netns, t
     assert complete(netns, EXT4, INT4, 32) and rules_of(netns, EXT4B) == [], 'failed before any write'
     netns.module('fip', {'floating_ips': FIPS_B, 'flush_conntrack': False})
     assert rules_of(netns, EXT4) == [] and complete(netns, EXT4B, INT4B, 32)
+
+
+@pytest.mark.parametrize('setup, fips, named', [
+    # The gateway's own address (its SSH address, say): OUTPUT's DNAT would take the host's traffic to it.
+    ('ip addr add %s/24 dev eth0' % EXT4, FIPS, 'floating IP %s is already an address of eth0 on this gateway' % EXT4),
+    ('ip addr add %s/128 dev lo' % EXT6, FIPS, 'floating IP %s is already an address of lo on this gateway' % EXT6),
+    ('true', [{'external_ip': EXT4, 'internal_ip': EXT4}], 'floating IP %s: internal_ip is the external IP itself' % EXT4),
+], ids=['held-on-eth0', 'held-on-lo', 'internal-is-external'])
+def test_an_external_ip_the_gateway_holds_or_maps_to_itself_is_refused(netns, setup, fips, named):
+    netns.run('ip link add eth0 type veth peer name eth0p && ip link set eth0 up && ip link set lo up && ' + setup)
+    netns.module('fip', {'floating_ips': FIPS_B})
+    before = nat_rules(netns), netns.out('conntrack -L 2>/dev/null; ip addr')
+    result = netns.module('fip', {'floating_ips': FIPS_B + fips}, expect_failure=True)
+    assert named in result['msg'], result['msg']
+    assert (nat_rules(netns), netns.out('conntrack -L 2>/dev/null; ip addr')) == before

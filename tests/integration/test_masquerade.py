@@ -14,6 +14,7 @@ import time
 
 import pytest
 from ansible_collections.clusternet.node.plugins.module_utils.lock import DEFAULT_LOCK_PATH as LOCK_PATH
+from ansible_collections.clusternet.node.plugins.module_utils.lock import open_lock
 
 CHAIN = 'CLUSTERNET-POSTRTG'
 SAVE = {'ipv4': 'iptables-save -t nat', 'ipv6': 'ip6tables-save -t nat'}
@@ -237,7 +238,7 @@ def test_waits_for_the_host_lock(netns):
     """While another writer holds the host lock the module reads and writes nothing."""
     netns_inode = os.stat('/run/netns/' + netns.name).st_ino
     outcome = {}
-    with open(LOCK_PATH, 'a+') as handle:
+    with os.fdopen(open_lock(LOCK_PATH), 'r+') as handle:  # as the modules open it: a file we make is one they reuse
         take_lock(handle)
         try:
             run = threading.Thread(target=lambda: outcome.update(netns.module('masquerade', intent())))

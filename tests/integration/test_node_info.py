@@ -31,10 +31,11 @@ def converge(ns):
         assert ns.module(name, args)['changed'], name
 
 
-def dumps(ns):
+LINK_DUMPS = ('ip -d addr show', 'ip -4 route show table all', 'ip -6 route show table all')
+
+
+def dumps(ns, commands=('ipset save', 'iptables-save -t nat', 'ip6tables-save -t nat') + LINK_DUMPS):
     """Full dumps, iptables-save's timestamped comment lines left out."""
-    commands = ('ipset save', 'iptables-save -t nat', 'ip6tables-save -t nat', 'ip -d addr show',
-                'ip -4 route show table all', 'ip -6 route show table all')
     return [ns.out(cmd + " | grep -v '^#'") for cmd in commands]
 
 
@@ -71,6 +72,8 @@ def test_reports_what_the_kernel_holds_and_round_trips(node):
     assert not node.module('ipset', dict((k, item[k]) for k in ('name', 'set_type', 'families', 'entries')))['changed']
     assert not node.module('fip', {'floating_ips': got['floating_ips']})['changed']
     assert not node.module('vip', {'link_kind': KIND, 'addresses': got['vips']['addresses'], 'node_ips': NODE_IPS})['changed']
+    assert got['vips']['node_ips'] == NODE_IPS
+    assert not node.module('vip', dict((k, got['vips'][k]) for k in ('interface', 'addresses', 'node_ips')))['changed']
     assert dumps(node) == before
 
 
@@ -86,3 +89,78 @@ def test_subsets_and_an_empty_node(netns):
 def test_an_unknown_subset_is_refused(netns):
     result = netns.module('node_info', {'gather_subset': ['routes']}, expect_failure=True)
     assert 'routes' in result['msg'] and 'gather_subset' in result['msg']
+
+
+# Sets planted with the kernel's own tool, in shapes the ipset module would not choose itself.
+PLANTED = '''create istio6 hash:ip family inet6
+add istio6 fd00::6
+create cn-subnets hash:net family inet counters
+add cn-subnets 10.42.0.0/16
+add cn-subnets 10.42.7.0/24 nomatch
+create inet6:cn-subnets hash:net family inet6
+add inet6:cn-subnets fd00:42::/56
+add inet6:cn-subnets fd00:42:0:7::/64 nomatch
+create inet6:only6 hash:net,port family inet6
+add inet6:only6 fd00:9::/64,udp:53 nomatch
+create mixed hash:ip family inet
+add mixed 10.0.0.1
+create inet6:mixed hash:net family inet6
+add inet6:mixed fd00:1::/64
+create inet6:v4named hash:ip family inet
+add inet6:v4named 10.0.0.9
+create members list:set
+add members mixed
+'''
+
+
+def test_every_ipset_fact_fed_back_verbatim_changes_nothing(netns):
+    netns.run('ipset restore', input=PLANTED)
+    before = netns.out('ipset save')
+    got = facts(netns, gather_subset=['ipsets'])
+    kernel_names = set(netns.out('ipset list -n').split())
+    # every set is reported, as module arguments or as unmanageable with the reason
+    fed = set()
+    for item in got['ipsets']:
+        result = netns.module('ipset', item)
+        assert result['changed'] is False, (item, result)
+        fed.update(result[family]['name'] for family in item['families'])
+        assert netns.out('ipset save') == before, item
+    unmanageable = dict((item['name'], item) for item in got['unmanageable_ipsets'])
+    assert fed | set(unmanageable) == kernel_names and not fed & set(unmanageable)
+    assert sorted(unmanageable) == ['inet6:v4named', 'members']
+    # the facts that failed to round-trip before: an IPv6 set without inet6:, nomatch entries
+    by_name = dict(((item['name'], tuple(item['families'])), item) for item in got['ipsets'])
+    assert by_name[('istio6', ('ipv6',))]['ipv6_name'] == 'istio6'
+    assert by_name[('cn-subnets', ('ipv4', 'ipv6'))]['nomatch'] == ['10.42.7.0/24', 'fd00:42:0:7::/64']
+    assert by_name[('only6', ('ipv6',))]['nomatch'] == ['fd00:9::/64,udp:53']
+
+
+def test_nomatch_option_flags_and_unflags_in_place(netns):
+    netns.run('ipset create n hash:net && ipset add n 10.0.0.0/8 && ipset add n 10.1.0.0/16 nomatch')
+    result = netns.module('ipset', {'name': 'n', 'set_type': 'hash:net', 'families': ['ipv4'],
+                                    'entries': ['10.1.0.0/16'], 'nomatch': ['10.0.0.0/8', '10.2.0.0/16']})
+    assert result['changed'] and result['ipv4']['added'] == ['10.0.0.0/8 nomatch', '10.1.0.0/16', '10.2.0.0/16 nomatch']
+    assert sorted(netns.out('ipset save n').splitlines()[1:]) == [
+        'add n 10.0.0.0/8 nomatch', 'add n 10.1.0.0/16', 'add n 10.2.0.0/16 nomatch']
+    before = netns.out('ipset save')
+    refused = netns.module('ipset', {'name': 'i', 'families': ['ipv4'], 'nomatch': ['10.0.0.1']}, expect_failure=True)
+    assert 'nomatch entries need a set type with a network part' in refused['msg']
+    assert netns.out('ipset save') == before
+
+
+def test_vips_planted_with_ip_fed_back_change_nothing(node):
+    """The state the vip module keeps, written with ip(8): node_info's interface, addresses and
+    node_ips given back to the vip module change nothing."""
+    node.run('ip link add kube-dummy-if type ifb && ip link set kube-dummy-if alias clusternet.node up'
+             ' && ip addr add 10.96.0.1/32 dev kube-dummy-if'
+             ' && ip route replace local 10.96.0.1 dev kube-dummy-if table local proto kernel scope host src %s'
+             ' && ip -6 addr add fd00:10:96::1/128 dev kube-dummy-if nodad noprefixroute' % NODE_IPS[0])
+    # the kernel adds its IPv6 local route from a work queue: wait for it, then put ours in its place
+    node.run('for i in $(seq 50); do ip -6 route show table local | grep -q "^local fd00:10:96::1 " && break; sleep 0.1; done'
+             ' && ip -6 route del local fd00:10:96::1 dev kube-dummy-if table local'
+             ' && ip -6 route add local fd00:10:96::1 dev kube-dummy-if table local proto kernel src %s' % NODE_IPS[1])
+    before = dumps(node, LINK_DUMPS)
+    got = facts(node, gather_subset=['vips'])['vips']
+    assert (got['addresses'], got['node_ips']) == (VIPS, NODE_IPS)
+    assert not node.module('vip', dict((k, got[k]) for k in ('interface', 'addresses', 'node_ips')))['changed']
+    assert dumps(node, LINK_DUMPS) == before

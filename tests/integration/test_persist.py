@@ -271,3 +271,67 @@ def test_node_network_persists_what_node_apply_applied(netns, dirs):
     run_node_network(netns, state_dir, unit_dir, state='absent')
     assert not os.path.exists(state_dir)
     assert not os.path.exists(os.path.join(unit_dir, 'clusternet-node.service'))
+
+
+# What an attacker or a slip could leave in DIR (do, undo, the reason the runner names).
+UNSAFE = {
+    'directory 0777 owned by nobody': ('chown nobody {d} && chmod 0777 {d}', 'chown root {d} && chmod 0700 {d}',
+                                       'directory {d} is owned by uid 65534, not root'),
+    'bundle group-writable': ('chmod 0620 {d}/plugins.bundle', 'chmod 0600 {d}/plugins.bundle',
+                              '{d}/plugins.bundle has mode 0620: group or others can write it'),
+    'state.json a symlink': ('mv {d}/state.json {d}.json && ln -s {d}.json {d}/state.json',
+                             'rm {d}/state.json && mv {d}.json {d}/state.json', '{d}/state.json is a symbolic link'),
+    'runner writable by others': ('chmod 0757 {d}/restore.py', 'chmod 0700 {d}/restore.py', '{d}/restore.py has mode 0757: group or others can write it'),
+}
+
+
+def test_unsafe_state_directory_runs_nothing(netns, dirs):
+    """Root would run whatever the directory holds: an unsafe one is refused with one line, exit 1,
+    and the node stays as it is; made safe again, the same files restore it."""
+    state_dir, unit_dir = dirs
+    as_gw1(netns)
+    netns.run(FOREIGN)
+    converge(netns, state_dir, unit_dir)
+    converged = node_dumps(netns)
+    wipe_ours(netns)
+    wiped = node_dumps(netns)
+    for name, (do, undo, reason) in UNSAFE.items():
+        subprocess.run(do.format(d=state_dir), shell=True, check=True)
+        proc = restore(netns, state_dir, '/usr/bin/python3')
+        assert proc.returncode == 1, (name, proc.stdout, proc.stderr)
+        assert proc.stdout == 'refusing to restore from %s, nothing was run: %s\n' % (state_dir, reason.format(d=state_dir)), name
+        assert proc.stderr == ''
+        assert dumps.differences(wiped, node_dumps(netns)) == '', name
+        subprocess.run(undo.format(d=state_dir), shell=True, check=True)
+    proc = restore(netns, state_dir, '/usr/bin/python3')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert dumps.differences(converged, node_dumps(netns)) == ''
+
+
+def test_malformed_calls_are_reported_and_node_ips_compared_as_addresses(netns, dirs, python):
+    """A call no module can take is reported and every other call still runs; node IPs in forms
+    the vip module accepts but ip does not print (/32, upper case) are present at once."""
+    state_dir, unit_dir = dirs
+    as_gw1(netns)
+    netns.run(FOREIGN)
+    converge(netns, state_dir, unit_dir)
+    converged = node_dumps(netns)
+    path = os.path.join(state_dir, 'state.json')
+    with open(path) as handle:
+        calls = json.load(handle)['calls']
+    vip = next(call for call in calls if call['module'] == 'vip')
+    vip['args']['node_ips'] = ['192.168.50.13/32', 'FD00:50::13']
+    calls[:0] = [{'module': 'no_such_module', 'args': {}}]
+    calls[3:3] = [{'module': 'ipset'}, {'module': 'masquerade', 'args': 'cluster_cidrs=10.42.0.0/16'}]
+    with open(path, 'w') as handle:
+        json.dump({'calls': calls}, handle)
+    wipe_ours(netns)
+    proc = restore(netns, state_dir, python)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(
+        "state.json call 1: module 'no_such_module' is not one the bundle holds (fip, ipset, masquerade, vip): not run\n"
+        'state.json call 4: module ipset has no args: not run\n'
+        "state.json call 5: module masquerade: args is 'cluster_cidrs=10.42.0.0/16', not a mapping: not run\n"), proc.stdout
+    assert 'waiting' not in proc.stdout and 'vip kube-dummy-if: restored (changed)' in proc.stdout, proc.stdout
+    assert 'Traceback' not in proc.stdout + proc.stderr
+    assert dumps.differences(converged, node_dumps(netns)) == ''

@@ -257,3 +257,39 @@ def test_check_mode_reports_changes_and_touches_nothing(netns):
     assert ipsets(netns) == {}
     assert nat(netns, 4) == [] and nat(netns, 6) == []
     assert vip_addresses(netns) is None
+
+
+# --- a node refused whole, before its first write (node_apply checks every call first) ---
+
+def kernel_dump(ns):
+    return [line for line in ns.out('ipset save; iptables-save -t nat; ip6tables-save -t nat; ip -d addr; ip -4 route show table all; '
+                  'ip -6 route show table all').splitlines() if not line.startswith('#')]
+
+
+def test_a_service_external_ip_held_on_another_interface_refuses_the_node_before_any_write(netns):
+    """The filter cannot know the node holds 192.0.2.80 (web's external IP): it passes, and
+    vip refuses it. Before, the five sets were created first (failed, changed=true)."""
+    as_node(netns, 'node1')
+    netns.run('ip link add eth1 type ifb && ip link set eth1 up && ip addr add 192.0.2.80/24 dev eth1')
+    before = kernel_dump(netns)
+    run = converge(netns, LAB, 'node1', expect_failure=True)
+    assert 'VIP 192.0.2.80 is already an address of eth1 on this host' in run.failed[0]['msg']
+    assert 'changed before it: nothing (checked before any write)' in run.failed[0]['msg']
+    assert run.failed[0]['changed'] is False  # ansible's stats count no change of a failed task
+    assert ipsets(netns) == {} and vip_addresses(netns) is None
+    assert nat(netns, 4) == [] and nat(netns, 6) == []
+    assert kernel_dump(netns) == before
+
+
+def test_a_converged_node_refused_on_an_intent_change_keeps_its_state(netns):
+    """The change would add 192.0.2.81 to cn-svip and cn-svip-prt, but the node holds it on
+    eth1: the sets keep their entries, as everything else does."""
+    as_node(netns, 'node1')
+    converge(netns, LAB, 'node1')
+    netns.run('ip link add eth1 type ifb && ip link set eth1 up && ip addr add 192.0.2.81/24 dev eth1')
+    services = [dict(LAB['services'][0], external_ips=['192.0.2.80', '192.0.2.81'])] + LAB['services'][1:]
+    before = kernel_dump(netns)
+    run = converge(netns, dict(LAB, services=services), 'node1', expect_failure=True)
+    assert 'VIP 192.0.2.81 is already an address of eth1 on this host' in run.failed[0]['msg']
+    assert run.failed[0]['changed'] is False  # ansible's stats count no change of a failed task
+    assert kernel_dump(netns) == before

@@ -209,3 +209,78 @@ def test_a_failed_interface_creation_names_the_request(node):
     result = vip(node, link_kind='dummy', expect_failure=True)
     assert 'link add %s type dummy failed: ' % IF in result['msg'] and result['applied'] == []
     assert link(node) is None
+
+
+# --- 5. routes to a VIP that someone else wrote ----------------------------------------
+# Ours: the VIP's routes on the VIP interface. Every other route to the VIP's /32 or /128 is
+# foreign: kept when it does not collide with the local route the VIP needs, and the VIP
+# refused before any write when it sits in table local, the table that route lives in.
+
+FVIP4, FVIP6 = '10.43.0.22', '2001:db8:99::77'
+
+
+def foreign_routes(ns):
+    """Every route line not on the VIP interface, in every table of both families."""
+    return [line for line in ns.out('ip -4 route show table all; ip -6 route show table all').splitlines()
+            if 'dev %s ' % IF not in line + ' ']
+
+
+@pytest.mark.parametrize('setup', [
+    # The drill's three IPv6 routes (via another device in main and in table 100, a blackhole), and IPv4 alike.
+    'ip -6 route add {v6}/128 dev eth0 && ip -6 route add {v6}/128 dev eth0 table 100'
+    ' && ip route add {v4}/32 dev eth0 && ip route add blackhole {v4}/32 table 100',
+    'ip -6 route add blackhole {v6}/128 && ip -6 route add unreachable {v6}/128 table 100 && ip route add unreachable {v4}/32',
+], ids=['via-eth0', 'no-device'])
+@pytest.mark.parametrize('existing', [False, True], ids=['new-vips', 'existing-vips'])
+def test_foreign_routes_to_a_vip_outside_table_local_are_kept(node, python, setup, existing):
+    """Table local is looked up before every other table, so our local route decides the
+    host's own traffic to the VIP whatever other tables hold: these routes are kept."""
+    args = {'addresses': [FVIP4, FVIP6], 'python': python}
+    if existing:
+        vip(node, **args)
+    node.run(setup.format(v4=FVIP4, v6=FVIP6))
+    foreign = foreign_routes(node)
+    result = vip(node, **args)
+    assert result['changed'] is not existing, result
+    assert foreign_routes(node) == foreign
+    for address, source in ((FVIP4, NODE4), (FVIP6, NODE6)):
+        ours = [r for r in routes_to(node, address) if r.get('dev') == IF]
+        assert [(r['type'], r['table'], r['prefsrc']) for r in ours] == [('local', 'local', source)], ours
+        # The node's own traffic to the VIP is delivered locally, from the node IP.
+        got = node.out('ip route get %s' % address).split()
+        assert got[:2] == ['local', address] and got[got.index('src') + 1] == source, got
+    assert vip(node, **args)['changed'] is False
+    # Removing the VIPs removes ours only.
+    vip(node, python=python, addresses=[], node_ips=[], state='absent')
+    assert foreign_routes(node) == foreign
+
+
+@pytest.mark.parametrize('setup, named', [
+    # The drill: replaced, and every later run reported a change.
+    ('ip route add {v4}/32 dev eth0 table local{metric}', '{v4} dev eth0 table local proto boot scope link{metric}'),
+    ('ip -6 route add {v6}/128 dev eth0 table local{metric}', '{v6} dev eth0 table local proto boot metric {m6}'),
+    ('ip -6 route add blackhole {v6}/128 table local{metric}', 'blackhole {v6} dev lo table local proto boot metric {m6}'),
+    ('ip route add unreachable {v4}/32 table local{metric}', 'unreachable {v4} table local proto boot{metric}'),
+], ids=['ipv4-via-eth0', 'ipv6-via-eth0', 'ipv6-blackhole', 'ipv4-unreachable'])
+def test_a_foreign_route_to_a_vip_in_table_local_refuses_the_vip(node, python, setup, named):
+    """Table local holds the route the VIP needs: a foreign route there either has its place
+    (the replace would overwrite it) or competes with it by metric (a lower one wins, as the
+    kernel's did in kube-router #1698). The VIP is refused before any write, naming the route,
+    whether it is new or already in place."""
+    args = {'addresses': [VIP4, FVIP4, FVIP6], 'python': python}
+    address = FVIP6 if ' -6 ' in setup else FVIP4
+    # A new VIP: the foreign route has the key its local route needs.
+    values = dict(v4=FVIP4, v6=FVIP6, metric='', m6=1024)
+    node.run(setup.format(**values))
+    message = 'VIP %s is already routed in table local by a route this module did not write (%s)'
+    assert_refused(node, message % (address, named.format(**values)), **args)
+    # A VIP in place: next to ours (metric 0 or 1024) the foreign route needs a metric of its own.
+    node.run(setup.format(**values).replace(' add ', ' del '))
+    vip(node, **args)
+    values.update(metric=' metric 5', m6=5)
+    node.run(setup.format(**values))
+    assert_refused(node, message % (address, named.format(**values)), **args)
+    # Not listed, the VIP is no concern of this run: the others are managed, the foreign route kept.
+    foreign = foreign_routes(node)
+    vip(node, python=python, addresses=[VIP4], exclusive=False)
+    assert foreign_routes(node) == foreign

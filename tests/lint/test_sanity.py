@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 PARALLEL = int(os.environ.get('CN_SANITY_PARALLEL', '3'))
 
 # ansible-test reports "No tests applicable." for these: nothing in the collection is of their
-# kind (README lists them). test_sanity_not_applicable checks that this stays true; any other
+# kind (the development guide, docs/guide/development.rst, lists them). test_sanity_not_applicable checks that this stays true; any other
 # test that checks nothing fails test_sanity.
 NOT_APPLICABLE = {
     'empty-init': 'no __init__.py under plugins/modules or plugins/module_utils',
@@ -70,7 +70,7 @@ def below_floor(result):
     return version < modules_floor() and result.skipped == 'No tests applicable.'
 
 
-# Lines of tests/sanity/ignore-*.txt that README explains; none so far.
+# Lines of tests/sanity/ignore-*.txt that docs/guide/development.rst explains; none so far.
 DOCUMENTED_IGNORES = set()
 
 Result = collections.namedtuple('Result', 'name failure skipped')
@@ -124,7 +124,7 @@ def test_no_undocumented_sanity_ignores():
     for path in glob.glob(os.path.join(gates.REPO, 'tests', 'sanity', 'ignore-*.txt')):
         with open(path) as handle:
             entries.update(line.split('#')[0].strip() for line in handle if line.split('#')[0].strip())
-    assert entries <= DOCUMENTED_IGNORES, 'sanity ignores README does not explain: %s' % sorted(entries - DOCUMENTED_IGNORES)
+    assert entries <= DOCUMENTED_IGNORES, 'sanity ignores docs/guide/development.rst does not explain: %s' % sorted(entries - DOCUMENTED_IGNORES)
 
 
 @pytest.mark.parametrize('sanity', list(cores.CORES), indirect=True)
@@ -148,7 +148,7 @@ def test_sanity(sanity, test):
     if skips == ['%s: No tests applicable.' % result.name for result in claimed]:
         warnings = [line for line in gates.output(proc).splitlines() if line.startswith('WARNING')]
         raise AssertionError('ansible-test checked nothing for %s: its tool is missing, or the collection has nothing of its kind '
-                             '(then list it in NOT_APPLICABLE and README):\n%s' % (test, '\n'.join(warnings)))
+                             '(then list it in NOT_APPLICABLE and docs/guide/development.rst):\n%s' % (test, '\n'.join(warnings)))
     missing_python = [skip for skip in skips if 'could not be found' in skip]
     assert missing_python == skips, 'ansible-test skipped %s here:\n%s' % (test, '\n'.join(skips))
     ran = [result.name for result in claimed if not result.skipped]

@@ -1,6 +1,8 @@
 """engine.run's shared steps, the iptables fake's fidelity to the recorded dumps, and the
 masquerade and fip engines' run() driven end to end on FakeIptables (no root)."""
 
+import ipaddress
+
 import pytest
 from ansible_collections.clusternet.node.plugins.module_utils import engine, fip, info, masquerade
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
@@ -206,12 +208,17 @@ def test_masquerade_other_backend_is_named_then_purged_through_its_own_restore()
 # --- fip on the fake --------------------------------------------------------------------
 
 class Conntrack(object):
-    """The conntrack half of fip's kernel object: counts per family, every flush recorded."""
+    """The rest of fip's kernel object: conntrack counts per family, every flush recorded, and
+    the gateway's own addresses ({address: [interface names]})."""
 
-    def __init__(self, counts=None, missing=None):
+    def __init__(self, counts=None, missing=None, held=None):
         self.counts = counts or {}
         self.missing = missing
+        self.held = held or {}
         self.flushes = []
+
+    def held_addresses(self):
+        return self.held
 
     def conntrack_missing(self):
         return self.missing
@@ -225,6 +232,7 @@ def fip_kernel(name, conntrack=None, **kwargs):
     fake = kernel(name, **kwargs)
     track = conntrack or Conntrack()
     fake.conntrack_missing, fake.flush_conntrack, fake.conntrack = track.conntrack_missing, track.flush_conntrack, track
+    fake.held_addresses = track.held_addresses
     return fake
 
 
@@ -271,6 +279,13 @@ def test_fip_refuses_a_foreign_chain_and_a_taken_internal_ip():
     fake = fip_kernel('nat-ours')
     result = failure(fip, fip_params(floating_ips=[{'external_ip': '198.51.100.11', 'internal_ip': '10.244.1.5'}], exclusive=False), fake)
     assert result['msg'] == 'internal_ip 10.244.1.5 of floating IP 198.51.100.11 is already used by floating IP 198.51.100.10'
+    assert fake.restores == []
+
+
+def test_fip_refuses_an_external_ip_the_gateway_holds_before_any_write():
+    fake = fip_kernel('nat-empty', Conntrack(held={ipaddress.ip_address('198.51.100.10'): ['eth0']}))
+    result = failure(fip, fip_params(), fake)
+    assert result['msg'].startswith('floating IP 198.51.100.10 is already an address of eth0 on this gateway')
     assert fake.restores == []
 
 

@@ -246,6 +246,13 @@ def test_pod_cidr_overlap_is_found_in_any_order(cidrs, message):
      "invalid node node1 node_ips entry 'ff02::1': it is a multicast address, not a unicast host address"),
     (['nodes', 'node1', 'node_ips'], ['240.0.0.1', 'fd00:50::11'],
      "invalid node node1 node_ips entry '240.0.0.1': it is in 240.0.0.0/4 (reserved, broadcast), not a unicast host address"),
+    # 0.0.0.0/8 as a whole, not 0.0.0.0 alone (one table, families.SPECIAL_RANGES).
+    (['nodes', 'node1', 'node_ips'], ['0.1.2.3', 'fd00:50::11'],
+     "invalid node node1 node_ips entry '0.1.2.3': it is in 0.0.0.0/8 (unspecified, \"this network\"), not a unicast host address"),
+    (['services', 0, 'external_ips'], ['0.1.2.3'],
+     "invalid service default/web external_ips entry '0.1.2.3': it is in 0.0.0.0/8 (unspecified, \"this network\"), not a unicast host address"),
+    (['floating_ips', 0, 'external_ip'], '0.1.2.3',
+     "invalid floating_ips[0] external_ip '0.1.2.3': it is in 0.0.0.0/8 (unspecified, \"this network\"), not a unicast host address"),
     (['nodes', 'node1', 'node_ips'], ['10.42.200.1', 'fd00:50::11'], 'node node1 node IP 10.42.200.1 is inside cluster CIDR 10.42.0.0/16'),
     (['nodes', 'node1', 'node_ips'], ['10.43.200.1', 'fd00:50::11'], 'node node1 node IP 10.43.200.1 is inside service CIDR 10.43.0.0/16'),
     # Types and keys the role's argument spec used to check.

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from ansible_collections.clusternet.node.plugins.module_utils import ipset
 
@@ -378,3 +380,60 @@ def test_applied_and_say_name_what_lines_did():
     assert ipset.applied(batch.ops[:3]) == {'p': {'created': True, 'added': ['10.0.0.1', '10.0.0.2']}}
     assert ipset.say(ipset.applied(batch.ops)) == 'p: created, 2 added, 1 removed; q: swapped with t'
     assert ipset.say(ipset.applied([])) == 'nothing'
+
+
+def test_delta_nomatch_asked_sets_and_clears_the_flag_in_place():
+    current, nomatch = {'10.2.0.0/16', '10.3.0.0/16'}, {'10.0.0.0/8', '10.1.0.0/16'}
+    # 10.2 plain -> flagged, 10.0 flagged -> plain, 10.1 stays flagged, 10.3 goes, 10.9 new flagged
+    assert ipset.delta(current, {'10.0.0.0/8'}, True, nomatch, {'10.1.0.0/16', '10.2.0.0/16', '10.9.0.0/16'}) == (
+        ['10.0.0.0/8', '10.2.0.0/16 nomatch', '10.9.0.0/16 nomatch'], ['10.3.0.0/16'])
+    assert ipset.delta(current, set(), False, nomatch, {'10.2.0.0/16'}) == (['10.2.0.0/16 nomatch'], [])
+    assert ipset.delta(current, {'10.2.0.0/16', '10.3.0.0/16'}, True, nomatch, nomatch) == ([], [])
+
+
+def test_plan_present_with_nomatch_writes_the_flag_and_reports_it():
+    live = {'ipv4': ipset.parse_save(NOMATCH)['n']}
+    params = dict(PARAMS, set_type='hash:net')
+    batch, result, _before, after = ipset._plan_present(
+        params, {'ipv4': 'n'}, {'ipv4': {'10.3.0.0/16'}}, live, desired_nomatch={'ipv4': {'10.0.0.0/8', '10.2.0.0/16'}})
+    assert batch == ['add n 10.2.0.0/16 nomatch', 'del n 10.1.0.0/16']
+    assert result['ipv4'] == {'name': 'n', 'added': ['10.2.0.0/16 nomatch'], 'removed': ['10.1.0.0/16 nomatch']}
+    assert after == ['add n 10.0.0.0/8 nomatch\nadd n 10.2.0.0/16 nomatch\nadd n 10.3.0.0/16\n']
+    # additive: the flag moves, nothing is removed
+    batch, _result, _before, after = ipset._plan_present(
+        dict(params, exclusive=False), {'ipv4': 'n'}, {'ipv4': set()}, live, desired_nomatch={'ipv4': {'10.3.0.0/16'}})
+    assert batch == ['add n 10.3.0.0/16 nomatch']
+    assert after == ['add n 10.0.0.0/8 nomatch\nadd n 10.1.0.0/16 nomatch\nadd n 10.2.0.0/16\nadd n 10.3.0.0/16 nomatch\n']
+
+
+def test_plan_present_fed_its_own_reading_changes_nothing():
+    live = {'ipv4': ipset.parse_save(NOMATCH)['n']}
+    batch, _result, before, after = ipset._plan_present(
+        dict(PARAMS, set_type='hash:net'), {'ipv4': 'n'}, {'ipv4': set(live['ipv4'].entries)}, live,
+        desired_nomatch={'ipv4': set(live['ipv4'].nomatch)})
+    assert batch == [] and before == after
+
+
+def test_swap_adds_nomatch_entries_flagged():
+    text = ('create n hash:net family inet maxelem 3\nadd n 10.0.0.0/8 nomatch comment "x"\nadd n 10.3.0.0/16 timeout 5\n'
+            'add n 10.4.0.0/16\n')
+    live = {'ipv4': ipset.parse_save(text)['n']}
+    batch, _result, _before, _after = ipset._plan_present(
+        dict(PARAMS, set_type='hash:net'), {'ipv4': 'n'}, {'ipv4': {'10.5.0.0/16'}}, live,
+        desired_nomatch={'ipv4': {'10.0.0.0/8', '10.3.0.0/16'}})
+    tmp = ipset.tmp_name('n')
+    # a kept nomatch entry keeps what it carried; a plain one flagged now is added flagged
+    assert batch[2:5] == ['add %s 10.0.0.0/8 nomatch comment "x"' % tmp, 'add %s 10.3.0.0/16 nomatch' % tmp, 'add %s 10.5.0.0/16' % tmp]
+
+
+@pytest.mark.parametrize('set_type, entries, nomatch, message', [
+    ('hash:ip', [], ['10.0.0.1'], 'nomatch entries need a set type with a network part (hash:net, '),
+    ('hash:ip,port,ip', [], ['10.0.0.1,tcp:80,10.0.0.2'], 'not hash:ip,port,ip'),
+    ('hash:net', ['10.0.0.0/8'], ['10.0.0.0/8'], "entry '10.0.0.0/8' is in both entries and nomatch"),
+])
+def test_check_nomatch_refuses_what_the_kernel_would(set_type, entries, nomatch, message):
+    families = ['ipv4', 'ipv6']
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ipset.check_nomatch(set_type, ipset.desired_entries(entries, set_type, families),
+                            ipset.desired_entries(nomatch, set_type, families))
+    ipset.check_nomatch(set_type, ipset.desired_entries(entries, set_type, families), ipset.desired_entries([], set_type, families))

@@ -1,7 +1,10 @@
 """node_info's pure shaping, on exact dump text."""
 
+from ipaddress import ip_address as ip
+
 from ansible_collections.clusternet.node.plugins.module_utils import info, ipset
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
+from ansible_collections.clusternet.node.plugins.module_utils import netlink as nl
 
 IPSET_SAVE = '''create cn-pods hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1
 add cn-pods 10.42.0.0/24
@@ -58,3 +61,50 @@ def test_other_backend_names_our_chains_only():
     legacy = ipt.parse_save(NAT4.replace('(nf_tables)', '(legacy)'))['nat']
     assert info.other_backend(tables(), {'ipv4': legacy, 'ipv6': None}) == {
         'ipv4': {'backend': 'legacy', 'chains': ['CLUSTERNET-FIP-DNAT', 'CLUSTERNET-POSTRTG']}}
+
+
+ODD_SETS = '''create istio6 hash:ip family inet6 hashsize 1024 maxelem 65536
+add istio6 fd00::6
+create mixed hash:ip family inet hashsize 1024 maxelem 65536
+add mixed 10.0.0.1
+create inet6:mixed hash:net family inet6 hashsize 1024 maxelem 65536
+add inet6:mixed fd00::/64 nomatch
+create inet6:v4named hash:ip family inet hashsize 1024 maxelem 65536
+create members list:set size 8
+add members istio6
+'''
+
+
+def test_logical_sets_are_the_ipset_modules_arguments_for_odd_names_and_types():
+    unmanageable = []
+    got = info.logical_sets(ipset.parse_save(ODD_SETS), unmanageable)
+    assert got == [
+        # an IPv6 set not named inet6:NAME keeps its name through ipv6_name
+        {'name': 'istio6', 'ipv6_name': 'istio6', 'set_type': 'hash:ip', 'families': ['ipv6'], 'entries': ['fd00::6'], 'nomatch': []},
+        # NAME and inet6:NAME of different types are two sets, each of one family
+        {'name': 'mixed', 'set_type': 'hash:ip', 'families': ['ipv4'], 'entries': ['10.0.0.1'], 'nomatch': []},
+        {'name': 'mixed', 'set_type': 'hash:net', 'families': ['ipv6'], 'entries': [], 'nomatch': ['fd00::/64']},
+    ]
+    assert [(item['name'], item['set_type'], item['family']) for item in unmanageable] == [
+        ('inet6:v4named', 'hash:ip', 'ipv4'), ('members', 'list:set', None)]
+    assert "must not start with 'inet6:'" in unmanageable[0]['reason']
+    assert unmanageable[1]['reason'] == 'the ipset module does not manage type list:set'
+    # each fact is valid input: set_names gives back the kernel's names
+    assert [ipset.set_names(item['name'], item.get('ipv6_name'), item['families']) for item in got] == [
+        {'ipv6': 'istio6'}, {'ipv4': 'mixed'}, {'ipv6': 'inet6:mixed'}]
+
+
+def test_vips_report_the_node_ips_their_routes_use():
+    links = [nl.Link(7, 'kube-dummy-if', 'dummy', True, 'clusternet.node')]
+    addresses = [nl.Address('ipv4', ip('10.96.0.1'), 32, 7), nl.Address('ipv6', ip('fd00::1'), 128, 7),
+                 nl.Address('ipv4', ip('192.168.1.10'), 24, 2)]
+    local = nl.TABLE_LOCAL, nl.RTN_LOCAL, 2
+    routes = [nl.Route('ipv4', *local, 254, ip('10.96.0.1'), 32, 7, ip('192.168.1.10'), 0),
+              nl.Route('ipv6', *local, 0, ip('fd00::1'), 128, 7, ip('2001:db8::10'), 1024),
+              # the kernel's own IPv4 route has the VIP as source; another interface's route is not ours
+              nl.Route('ipv4', *local, 254, ip('10.96.0.1'), 32, 7, ip('10.96.0.1'), 0),
+              nl.Route('ipv4', *local, 254, ip('192.168.1.10'), 32, 2, ip('192.168.1.10'), 0)]
+    got = info.vips_of(links, addresses, routes, 'kube-dummy-if')
+    assert got['addresses'] == ['10.96.0.1', 'fd00::1']
+    assert got['node_ips'] == ['192.168.1.10', '2001:db8::10']
+    assert info.vips_of(links, addresses, [], 'kube-dummy-if')['node_ips'] == []

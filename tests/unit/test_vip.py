@@ -54,7 +54,12 @@ def kernel6_main(vip):
 
 
 def plan(addresses, routes, vips, exclusive=True, state='present', delete_interface=False):
-    return plan_vips(IF, NODE_ADDRS + addresses, routes, vips, NODE, exclusive, state, delete_interface)
+    """Plan from every route read, as the module does: ownership first."""
+    return plan_vips(IF, NODE_ADDRS + addresses, engine.own_routes(routes, IF).ours, vips, NODE, exclusive, state, delete_interface)
+
+
+def foreign(routes, index=IF):
+    return engine.by_destination(engine.own_routes(routes, index).foreign)
 
 
 # --- validation ---------------------------------------------------------------
@@ -168,17 +173,17 @@ def test_vip_already_local_on_another_interface_is_refused(vip, addresses, route
     names = dict(NAMES)
     names[LO] = 'lo'
     with pytest.raises(ValueError) as exc:
-        engine.check_not_local_elsewhere([V4B, vip], NODE_ADDRS + addresses, routes, IF, names)
+        engine.check_not_local_elsewhere([V4B, vip], NODE_ADDRS + addresses, foreign(routes), IF, names)
     assert message in str(exc.value)
 
 
 def test_vip_local_only_on_its_own_interface_passes():
     addresses = NODE_ADDRS + [Address(IPV4, V4, 32, IF), Address(IPV6, V6, 128, IF)]
     routes = [ours(V4), kernel6_local(V6), kernel6_main(V6), Route(IPV4, 254, 1, 4, 0, V4, 32, OTHER, None, 0)]
-    engine.check_not_local_elsewhere([V4, V6], addresses, routes, IF, NAMES)
+    engine.check_not_local_elsewhere([V4, V6], addresses, foreign(routes), IF, NAMES)
     # No interface yet (check mode): every holder is another interface.
     with pytest.raises(ValueError, match='VIP 10.96.0.1 is already an address of kube-dummy-if'):
-        engine.check_not_local_elsewhere([V4], addresses, routes, None, NAMES)
+        engine.check_not_local_elsewhere([V4], addresses, foreign(routes, None), None, NAMES)
 
 
 def test_check_kernel_applies_the_vip_and_node_ip_rules_only_when_present():
@@ -233,10 +238,51 @@ def test_kernel_routes_of_an_existing_ipv6_vip_are_deleted_after_ours_is_added()
     assert changes[IPV6]['added'] == []
 
 
-def test_ipv6_routes_to_the_vip_elsewhere_are_deleted_too():
-    stray = Route(IPV6, 100, 1, 4, 0, V6, 128, OTHER, None, 1024)
-    steps = plan([Address(IPV6, V6, 128, IF)], [ours(V6), stray], [V6])[0]
-    assert steps == [Step(ROUTE_DEL, stray)]
+def test_routes_to_the_vip_elsewhere_are_foreign_and_kept():
+    """Issue 23: a route to the VIP via another device, in any table, or without a device, is
+    not ours; only the VIP's routes on its interface are planned, whatever else exists."""
+    strays = [Route(IPV6, 100, 1, 4, 0, V6, 128, OTHER, None, 1024), Route(IPV6, 254, 6, 3, 0, V6, 128, LO, None, 1024),
+              Route(IPV4, 254, 1, 3, 253, V4, 32, OTHER, None, 0), Route(IPV4, 100, 6, 3, 0, V4, 32, None, None, 0)]
+    addresses = [Address(IPV6, V6, 128, IF), Address(IPV4, V4, 32, IF)]
+    assert plan(addresses, [ours(V6), ours(V4)] + strays, [V4, V6]) == plan(addresses, [ours(V6), ours(V4)], [V4, V6])
+    steps = plan(addresses, [kernel6_main(V6), kernel6_local(V6), kernel4(V4)] + strays, [V4, V6])[0]
+    assert [s.item for s in steps if s.action == ROUTE_DEL] == [kernel6_main(V6), kernel6_local(V6)]
+    # Removing the VIPs removes ours alone.
+    steps = plan(addresses, [ours(V6), ours(V4)] + strays, [], state='absent')[0]
+    assert [s.item for s in steps if s.action == ROUTE_DEL] == [ours(V6), ours(V4)]
+
+
+def test_own_routes_says_ours_only_on_the_vip_interface():
+    mine = [ours(V4), kernel6_main(V6), kernel6_local(V6), Route(IPV4, 100, 1, 4, 253, V4, 32, IF, None, 0)]
+    others = [Route(IPV4, 255, 1, 3, 253, V4, 32, OTHER, None, 0), Route(IPV4, 255, 7, 3, 0, V4, 32, None, None, 0),
+              Route(IPV6, 255, 6, 3, 0, V6, 128, LO, None, 1024)]
+    assert engine.own_routes(mine + others, IF) == (mine, others)
+    # No VIP interface yet (check mode): nothing is ours.
+    assert engine.own_routes(mine + others, None) == ([], mine + others)
+
+
+@pytest.mark.parametrize('route, named', [
+    (Route(IPV4, 255, 1, 3, 253, V4, 32, OTHER, None, 0), '10.96.0.1 dev eth0 table local proto boot scope link'),
+    (Route(IPV4, 255, 7, 3, 0, V4, 32, None, None, 5), 'unreachable 10.96.0.1 table local proto boot metric 5'),
+    (Route(IPV6, 255, 6, 3, 0, V6, 128, LO, None, 1024), 'blackhole fd00:10:96::1 dev lo table local proto boot metric 1024'),
+    (Route(IPV6, 255, 1, 4, 0, V6, 128, OTHER, None, 5), 'fd00:10:96::1 dev eth0 table local proto static metric 5'),
+])
+def test_a_foreign_route_in_table_local_refuses_the_vip(route, named):
+    names = dict(NAMES)
+    names[LO] = 'lo'
+    link = Link(IF, 'kube-dummy-if', 'ifb', True, MARKER)
+    args = dict(interface='kube-dummy-if', adopt=False, state='present')
+    routes = [ours(V4), ours(V6), route]
+    with pytest.raises(ValueError) as exc:
+        engine.check_kernel(link, NODE_ADDRS, engine.own_routes(routes, IF).foreign, [V4B, route.dst], NODE, args, names)
+    assert str(exc.value) == ('VIP %s is already routed in table local by a route this module did not write (%s): '
+                              'refusing to replace or shadow it' % (route.dst, named))
+    # In another table it is kept; ours in table local, and a VIP not listed, are no concern.
+    moved = route._replace(table=100)
+    engine.check_kernel(link, NODE_ADDRS, engine.own_routes(routes[:2] + [moved], IF).foreign, [V4B, route.dst], NODE, args, names)
+    engine.check_kernel(link, NODE_ADDRS, engine.own_routes(routes, IF).foreign, [V4B], NODE, args, names)
+    # state absent removes only ours: nothing to refuse.
+    engine.check_kernel(link, NODE_ADDRS, engine.own_routes(routes, IF).foreign, [route.dst], {}, dict(args, state='absent'), names)
 
 
 def test_ipv4_kernel_route_is_replaced_in_place_and_reported():

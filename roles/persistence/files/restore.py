@@ -15,19 +15,29 @@ AnsibleModule that takes its defaults from the module's own argument_spec: the s
 code and the same arguments as the converge, so a restore cannot drift from it. Only
 the objects those calls own are touched. VIP routes are sourced from node IPs, which
 may come up late (DHCP): vip calls run last, once their node IPs are present and not
-tentative, or fail after the timeout with a message naming the missing addresses.
-Exit status 0 when every call succeeded, 1 otherwise (every call is attempted).
+tentative (compared as addresses, as the vip module parses them, not as text), or fail
+after the timeout with a message naming the missing addresses.
+
+Root runs what DIR holds, so DIR (and each directory above it) and its files must be
+root's and writable by root alone (a directory above may be sticky), and DIR and its
+files must not be symbolic links: otherwise the runner logs why and exits 1 having run
+nothing. state.json is checked whole before anything runs: if it is not a list of calls
+nothing runs; a call that is malformed (not a mapping, a module the bundle lacks, args
+missing or not a mapping) is reported and skipped, and every other call is attempted.
+Exit status 0 when every call succeeded, 1 otherwise.
 """
 
 from __future__ import absolute_import, division, print_function
 
 import argparse
 import copy
+import errno
 import importlib.abc
 import importlib.util
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,6 +49,18 @@ COLLECTION = 'ansible_collections.clusternet.node'
 BOOLEANS_TRUE = ('y', 'yes', 'on', '1', 'true', 't')
 BOOLEANS_FALSE = ('n', 'no', 'off', '0', 'false', 'f')
 SBIN = ('/sbin', '/usr/sbin', '/usr/local/sbin')
+FILES = ('restore.py', 'state.json', 'plugins.bundle')
+CALL_KEYS = ('module', 'args')
+
+
+class Refused(Exception):
+    """DIR or what it holds is unsafe or unreadable as a whole: nothing runs."""
+
+
+def cut(value, limit=80):
+    """A value quoted for a log line, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
 
 
 class ModuleExit(Exception):
@@ -97,6 +119,92 @@ class BundleImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return
         path, source = self.sources[module.__name__]
         exec(compile(source, path, 'exec'), module.__dict__)  # pylint: disable=exec-used
+
+
+# ---- the state directory: root's alone, or nothing runs ----
+
+def _check_owner_and_mode(what, st, sticky_ok=False):
+    if st.st_uid != 0:
+        raise Refused('%s is owned by uid %d, not root' % (what, st.st_uid))
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (sticky_ok and st.st_mode & stat.S_ISVTX):
+        raise Refused('%s has mode %04o: group or others can write it' % (what, stat.S_IMODE(st.st_mode)))
+
+
+def check_ancestors(directory):
+    """Whoever can write a directory above DIR can swap DIR itself; a sticky one lets them
+    remove only their own entries, so it may be writable by others (/tmp)."""
+    path = os.path.dirname(os.path.abspath(directory))
+    while True:
+        _check_owner_and_mode('directory %s' % path, os.stat(path), sticky_ok=True)
+        if path == os.path.dirname(path):
+            return
+        path = os.path.dirname(path)
+
+
+def _open(path, flags, name=None, dir_fd=None):
+    """A descriptor of path (of name in dir_fd when given), not following a symlink;
+    FileNotFoundError passes through."""
+    try:
+        return os.open(name or path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        # O_NOFOLLOW fails a symlink with ELOOP, or ENOTDIR along with O_DIRECTORY
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+            raise Refused('%s is a symbolic link' % path) from None
+        raise
+
+
+def read_state_dir(directory):
+    """{name: text or None when missing} of FILES, each read from the descriptor that was checked."""
+    try:
+        check_ancestors(directory)
+        dir_fd = _open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise Refused('%s does not exist' % directory) from None
+    except OSError as exc:
+        raise Refused('cannot open %s: %s' % (directory, exc.strerror)) from None
+    texts = {}
+    try:
+        _check_owner_and_mode('directory %s' % directory, os.fstat(dir_fd))
+        for name in FILES:
+            try:
+                fd = _open(os.path.join(directory, name), os.O_RDONLY | os.O_NONBLOCK, name, dir_fd)
+            except FileNotFoundError:
+                texts[name] = None
+                continue
+            with os.fdopen(fd) as handle:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise Refused('%s/%s is not a regular file' % (directory, name))
+                _check_owner_and_mode('%s/%s' % (directory, name), st)
+                texts[name] = handle.read()
+    except OSError as exc:
+        raise Refused('cannot read %s: %s' % (directory, exc.strerror)) from None
+    finally:
+        os.close(dir_fd)
+    return texts
+
+
+def check_calls(document, modules):
+    """The calls to run and a message per malformed one; Refused unless state.json is a list of calls."""
+    if not isinstance(document, dict) or not isinstance(document.get('calls'), list):
+        raise Refused('state.json holds no list "calls": %s' % cut(document))
+    valid, invalid = [], []
+    for number, call in enumerate(document['calls'], 1):
+        if not isinstance(call, dict):
+            problem = 'not a mapping: %s' % cut(call)
+        elif set(call) - set(CALL_KEYS):
+            problem = 'unknown keys %s' % ', '.join(cut(key) for key in sorted(map(str, set(call) - set(CALL_KEYS))))
+        elif not isinstance(call.get('module'), str) or call['module'] not in modules:
+            problem = 'module %s is not one the bundle holds (%s)' % (cut(call.get('module')), ', '.join(sorted(modules)))
+        elif 'args' not in call:
+            problem = 'module %s has no args' % call['module']
+        elif not isinstance(call['args'], dict):
+            problem = 'module %s: args is %s, not a mapping' % (call['module'], cut(call['args']))
+        else:
+            valid.append(call)
+            continue
+        invalid.append('state.json call %d: %s: not run' % (number, problem))
+    return valid, invalid
 
 
 # ---- the stand-in for ansible.module_utils.basic ----
@@ -254,6 +362,9 @@ def run_call(call):
         module.main()
     except ModuleExit as done:
         return done.result
+    except Exception as exc:  # pylint: disable=broad-except
+        # a bug or a bundle that does not import: this call fails, the others still run
+        return {'failed': True, 'msg': 'module %s raised %s: %s' % (call['module'], type(exc).__name__, str(exc)[:300])}
     finally:
         AnsibleModule.args = {}
     return {'failed': True, 'msg': 'module %s returned without a result' % call['module']}
@@ -269,10 +380,11 @@ def present_node_ips():
 
 
 def wait_for(addresses, timeout, clock=time.monotonic, sleep=time.sleep, present=present_node_ips):
-    """Wait until every address is present; the ones still missing after timeout seconds."""
+    """Wait until every address is present; the ones still missing after timeout seconds, in order."""
     deadline = clock() + timeout
     while True:
-        missing = sorted(set(addresses) - present())
+        held = present()
+        missing = [address for address in addresses if address not in held]
         if not missing or clock() >= deadline:
             return missing
         sleep(0.25)
@@ -287,29 +399,51 @@ def summary(call, result):
     return '%s: %s' % (head, 'restored (changed)' if result.get('changed') else 'already in place')
 
 
+def node_ips_of(call, families):
+    """The vip call's node IPs as the vip module parses them (192.0.2.11/32 is 192.0.2.11,
+    upper-case IPv6 is the same address); None when they do not parse: the module refuses them."""
+    try:
+        return [families.parse_unicast(value, 'node IP') for value in _convert('list', call['args'].get('node_ips') or [], 'node_ips')]
+    except ValueError:
+        return None
+
+
 def restore(directory, node_ip_timeout, log=print):
-    if not os.path.exists(os.path.join(directory, 'state.json')):
+    texts = read_state_dir(directory)
+    if texts['state.json'] is None:
         log('nothing persisted yet in %s: no converge has succeeded on this node' % directory)
         return True
-    with open(os.path.join(directory, 'state.json')) as handle:
-        calls = json.load(handle)['calls']
-    with open(os.path.join(directory, 'plugins.bundle')) as handle:
-        install(read_bundle(handle.read()))
-    ok = True
+    if texts['plugins.bundle'] is None:
+        raise Refused('%s has state.json but no plugins.bundle' % directory)
+    try:
+        document = json.loads(texts['state.json'])
+        files = read_bundle(texts['plugins.bundle'])
+    except ValueError as exc:
+        raise Refused(str(exc)[:300]) from None
+    modules = set(path[len('plugins/modules/'):-len('.py')] for path in files if path.startswith('plugins/modules/'))
+    calls, invalid = check_calls(document, modules)
+    for line in invalid:
+        log(line)
+    ok = not invalid
+    install(files)
+    families = importlib.import_module(COLLECTION + '.plugins.module_utils.families')
+
+    def present():
+        return set(families.parse_address(address) for address in present_node_ips())
     # vip last: the other modules do not depend on the node IPs, so they are not held up.
     for call in sorted(calls, key=lambda call: call['module'] == 'vip'):
-        if call['module'] == 'vip' and call['args'].get('state', 'present') == 'present':
-            node_ips = call['args'].get('node_ips') or []
-            if set(node_ips) - present_node_ips():
-                log('waiting up to %d s for node IPs %s (VIP routes are sourced from them)' % (node_ip_timeout, ', '.join(node_ips)))
-                started = time.monotonic()
-                missing = wait_for(node_ips, node_ip_timeout)
-                if missing:
-                    log('node IPs %s not present after %d s: VIPs on %s not restored (the next playbook run converges them)' % (
-                        ', '.join(missing), node_ip_timeout, call['args'].get('interface', 'kube-dummy-if')))
-                    ok = False
-                    continue
-                log('node IPs present after %.1f s' % (time.monotonic() - started))
+        node_ips = node_ips_of(call, families) if call['module'] == 'vip' and call['args'].get('state', 'present') == 'present' else None
+        if node_ips and set(node_ips) - present():
+            log('waiting up to %d s for node IPs %s (VIP routes are sourced from them)' % (
+                node_ip_timeout, ', '.join(map(str, node_ips))))
+            started = time.monotonic()
+            missing = wait_for(node_ips, node_ip_timeout, present=present)
+            if missing:
+                log('node IPs %s not present after %d s: VIPs on %s not restored (the next playbook run converges them)' % (
+                    ', '.join(map(str, missing)), node_ip_timeout, call['args'].get('interface', 'kube-dummy-if')))
+                ok = False
+                continue
+            log('node IPs present after %.1f s' % (time.monotonic() - started))
         result = run_call(call)
         for warning in result.get('warnings') or []:
             log('%s: warning: %s' % (call['module'], warning))
@@ -323,7 +457,12 @@ def main(argv=None):
     parser.add_argument('--node-ip-timeout', type=int, default=60, help='seconds to wait for the VIPs\' node IPs (default 60)')
     parser.add_argument('directory')
     args = parser.parse_args(argv)
-    ok = restore(args.directory, args.node_ip_timeout, log=lambda line: print(line, flush=True))
+    log = lambda line: print(line, flush=True)  # noqa: E731 (stdout is the unit's journal)
+    try:
+        ok = restore(args.directory, args.node_ip_timeout, log=log)
+    except Refused as exc:
+        log('refusing to restore from %s, nothing was run: %s' % (args.directory, exc))
+        return 1
     return 0 if ok else 1
 
 
