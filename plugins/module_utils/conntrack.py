@@ -19,6 +19,7 @@ import ipaddress
 import socket
 import traceback
 
+from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError
 from ansible_collections.clusternet.node.plugins.module_utils.families import IPV4, IPV6
 
 ADDRESS_FAMILY = {IPV4: socket.AF_INET, IPV6: socket.AF_INET6}
@@ -27,7 +28,7 @@ ADDRESS_FAMILY = {IPV4: socket.AF_INET, IPV6: socket.AF_INET6}
 LIB = {}
 
 
-class ConntrackError(Exception):
+class ConntrackError(KernelError):
     pass
 
 

@@ -2,13 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Floating IPs (1:1 NAT): validate pairs, find a FIP's rules by its external IP, plan.
 
-Pure functions over the shared iptables engine's Table. Every rule of a FIP
+Pure functions over iptables' Table, and the Engine that engine.run drives over the
+iptables kernel object plus conntrack (fip.Kernel). Every rule of a FIP
 carries the comment "clusternet fip EXTERNAL" (EXTERNAL as Python's ipaddress
 prints it: dotted IPv4, compressed lower-case IPv6), so a FIP is found by its
 external IP alone, whatever internal IP it points to and wherever its rules are.
 The chains are planned as a whole: any difference rebuilds both of one family in
 one iptables-restore transaction, so no FIP is ever seen half-programmed. The
-chains are managed only while they are ours (iptables.foreign_content): every rule
+chains are managed only while they are ours (own(), by iptables.foreign_content): every rule
 in them carries a FIP comment, or they are empty and only our jumps reach them;
 with allow_foreign_chain other rules in them are kept, in front of ours.
 """
@@ -18,10 +19,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.clusternet.node.plugins.module_utils import conntrack, fip_gateway
+from ansible_collections.clusternet.node.plugins.module_utils import conntrack, engine, fip_gateway
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
+from ansible_collections.clusternet.node.plugins.module_utils.engine import EngineError, KernelError, Plan, Step
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, family_of_version, find_duplicate, parse_address, parse_unicast
-from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 
 TABLE = 'nat'
 COMMENT_PREFIX = 'clusternet fip '
@@ -131,49 +132,56 @@ def same_rules(current, desired):
     return sorted((chain, rule.key) for chain, rule in current) == sorted((chain, rule.key) for chain, rule in desired)
 
 
-# --- plan ---------------------------------------------------------------------------
+# --- own and plan -------------------------------------------------------------------
 
-class Plan(object):
-    """One family's delta: FIPs added/changed/removed, restore lines, mappings whose conntrack entries go."""
+class Owned(object):
+    """One family's table as own() classified it: fips, {external: Fip} of every rule that
+    carries a FIP comment (ours, wherever it is); owns(rule): whether a rule is one of them."""
+
+    def __init__(self, table):
+        self.table = table
+        self.fips = find_fips(table)
+        ours = set(id(rule) for fip in self.fips.values() for _chain, rule in fip.rules)
+        self.owns = lambda rule: id(rule) in ours
+
+
+def own(table, dnat_chain, snat_chain, allow_foreign_chain=False):
+    """Owned(table); ValueError naming the chain and a foreign rule unless both chains are ours
+    (every rule in them carries a FIP comment, or they are empty and only our jumps reach them),
+    or allow_foreign_chain lets the run keep the foreign rules."""
+    owned = Owned(table)
+    if not allow_foreign_chain:
+        for chain, what in ((dnat_chain, 'dnat_chain'), (snat_chain, 'snat_chain')):
+            problem = ipt.foreign_content(table, chain, owned.owns, JUMP_COMMENT)
+            if problem:
+                raise ValueError('refusing to manage %s %r: %s (every rule of this module carries the comment %r); '
+                                 'set allow_foreign_chain to manage it anyway' % (what, chain, problem, COMMENT_PREFIX + 'EXTERNAL_IP'))
+    return owned
+
+
+class FamilyPlan(object):
+    """One family's delta: FIPs added/changed/removed, its Transaction, mappings whose conntrack entries go."""
 
     def __init__(self):
         self.added = []
         self.changed = []
         self.removed = []
-        self.lines = []
+        self.transaction = ipt.Transaction(TABLE)
         self.flush = []
         self.before = []
         self.after = []
 
 
-def check_ours(table, chains, owns):
-    """ValueError naming the chain and a foreign rule unless each of chains is ours; owns(rule):
-    whether the rule carries a FIP comment."""
-    for chain, what in chains:
-        problem = ipt.foreign_content(table, chain, owns, JUMP_COMMENT)
-        if problem:
-            raise ValueError('refusing to manage %s %r: %s (every rule of this module carries the comment %r); '
-                             'set allow_foreign_chain to manage it anyway' % (what, chain, problem, COMMENT_PREFIX + 'EXTERNAL_IP'))
-
-
-def plan(table, wanted, state, exclusive, dnat_chain, snat_chain, allow_foreign_chain=False):
-    """Plan one family. wanted: {external: internal or None} of that family.
+def plan(owned, wanted, state, exclusive, dnat_chain, snat_chain):
+    """Plan one family over own()'s classification. wanted: {external: internal or None} of that family.
 
     present: named FIPs get exactly their two canonical rules; with exclusive every
     other FIP of ours is removed, without it their current rules are kept verbatim.
     absent: named FIPs lose every rule that carries their comment.
-    ValueError when a chain is not ours (unless allow_foreign_chain) or a named internal
-    IP is already taken by a FIP that stays.
+    ValueError when a named internal IP is already taken by a FIP that stays.
     """
-    current = find_fips(table)
-    ours_ids = set(id(rule) for fip in current.values() for _chain, rule in fip.rules)
-
-    def owns(rule):
-        return id(rule) in ours_ids
-
-    if not allow_foreign_chain:
-        check_ours(table, ((dnat_chain, 'dnat_chain'), (snat_chain, 'snat_chain')), owns)
-    result = Plan()
+    table, current, owns = owned.table, owned.fips, owned.owns
+    result = FamilyPlan()
     final = {}
     for external, fip in current.items():
         if external in wanted or (state == 'present' and exclusive):
@@ -212,21 +220,25 @@ def plan(table, wanted, state, exclusive, dnat_chain, snat_chain, allow_foreign_
                 content[chain].append(rule)
             else:
                 strays_kept.append((chain, rule))
+    transaction = result.transaction
     for external, fip in current.items():
-        result.lines.extend(ipt.line('-D', chain, rule) for chain, rule in fip.rules
-                            if chain not in ours and (chain, rule) not in final.get(external, []))
+        for chain, rule in fip.rules:
+            if chain not in ours and (chain, rule) not in final.get(external, []):
+                transaction.delete(chain, rule)
     for chain, parents in ((dnat_chain, DNAT_PARENTS), (snat_chain, SNAT_PARENTS)):
         if len(content[chain]) > foreign[chain]:
-            result.lines.extend(ipt.reconcile_chain(table, chain, content[chain], parents, JUMP_COMMENT))
+            ipt.reconcile_chain(transaction, table, chain, content[chain], parents, JUMP_COMMENT)
         elif content[chain]:
             # Only foreign rules left (allow_foreign_chain): the chain stays theirs, our jumps go.
-            result.lines.extend(ipt.reconcile_chain(table, chain, content[chain], (), JUMP_COMMENT))
-            result.lines.extend(ipt.line('-D', parent, rule) for parent, rule in table.jumps_to(chain) if parent in parents)
+            ipt.reconcile_chain(transaction, table, chain, content[chain], (), JUMP_COMMENT)
+            for parent, rule in table.jumps_to(chain):
+                if parent in parents:
+                    transaction.delete(parent, rule)
         else:
-            result.lines.extend(ipt.remove_chain(table, chain))
+            ipt.remove_chain(transaction, table, chain)
 
     result.before = view(table.rules, ours, [(chain, rule) for fip in current.values() for chain, rule in fip.rules if chain not in ours])
-    result.after = view(content, ours, strays_kept) if result.lines else result.before
+    result.after = view(content, ours, strays_kept) if transaction else result.before
     return result
 
 
@@ -236,100 +248,140 @@ def view(rules, ours, strays):
     return lines + [ipt.line('-A', chain, rule) for chain, rule in strays]
 
 
-# --- kernel edge --------------------------------------------------------------------
-
-def _other_backend(module, params, family, table):
-    """Our chains and FIP rules in the backend the active iptables does not use: {backend, found,
-    payload, applied}, or None. Warns naming them; with purge_other_backend plans their removal
-    (same ownership rule; conntrack is shared by both backends, so nothing is flushed for it)."""
-    other = ipt.other_backend_table(module, family, table)
-    if other is None:
-        return None
-    chains = [chain for chain in (params['dnat_chain'], params['snat_chain']) if other.has_chain(chain)]
-    externals = sorted(find_fips(other))
-    if not chains and not externals:
-        return None
-    backend = ipt.OTHER_BACKEND[table.backend]
-    found = ['chain %s' % chain for chain in chains] + ['rules of floating IP %s' % external for external in externals]
-    payload = ''
-    if params['purge_other_backend']:
-        try:
-            payload = ipt.render_restore(TABLE, plan(other, {}, 'present', True, params['dnat_chain'], params['snat_chain'],
-                                                     params['allow_foreign_chain']).lines)
-        except ValueError as exc:
-            module.fail_json(msg='%s, %s backend: %s' % (family, backend, exc))
-    else:
-        module.warn('the %s backend (%s -t %s) still holds this module\'s %s; they still apply to packets: '
-                    'set purge_other_backend to remove them' % (backend, ipt.backend_tool(family, backend, 'save'), TABLE, ', '.join(found)))
-    return {'backend': backend, 'found': found, 'payload': payload, 'applied': False}
+# --- the engine ---------------------------------------------------------------------
 
 
-def _flush_step(module, family, state, flush):
-    sources = set(internal for _external, internals in flush for internal in internals)
-    destinations = set(external for external, _internals in flush)
+class Kernel(ipt.Kernel):
+    """The iptables seam plus the conntrack table (pyroute2, imported on first need)."""
 
-    def step():
-        try:
-            state['conntrack_flushed'] = conntrack.flush(family, sources, destinations, module.check_mode)
-        except conntrack.ConntrackError as exc:
-            return str(exc)
-        return None
-    return step
+    def conntrack_missing(self):
+        return conntrack.require()
+
+    def flush_conntrack(self, family, sources, destinations, check_mode):
+        return conntrack.flush(family, sources, destinations, check_mode)
+
+    def addresses(self):
+        """{address: [interface names]} the gateway holds: one `ip -j address show`."""
+        rc, out, err = self.module.run_command([self.module.get_bin_path('ip', required=True), '-j', 'address', 'show'])
+        if rc != 0:
+            raise KernelError('ip -j address show failed (rc %d): %s' % (rc, (err or out).strip()[:300]))
+        return fip_gateway.held_addresses(out)
 
 
-def run(module):
-    """Validate, then under the host lock: one save per family (and one of the other backend's
-    table where it has one), plan both families before writing anything, then per family one
-    restore and the conntrack flush. Returns the result."""
-    params = module.params
-    try:
-        wanted = validate(params['floating_ips'], params['state'], params['dnat_chain'], params['snat_chain'])
-        if params['state'] == 'present':
-            fip_gateway.check(wanted, fip_gateway.read_held(module))
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    result = {'changed': False}
-    with host_lock(module):
-        plans = {}
-        others = {}
+class Intent(object):
+    def __init__(self, params, wanted):
+        self.params = params
+        self.wanted = wanted
+        self.chains = (params['dnat_chain'], params['snat_chain'])
+
+
+class Engine(object):
+    """FIPs on engine.run: one save per family (and the other backend's table where it has one),
+    both families planned before anything is written, then per family one restore and the
+    conntrack flush, then the other backend's purges."""
+
+    def validate(self, params):
+        return Intent(params, validate(params['floating_ips'], params['state'], params['dnat_chain'], params['snat_chain']))
+
+    def read(self, kernel, intent):
+        return ipt.read(kernel, TABLE)
+
+    def own(self, seen, intent):
+        """Per family Owned of the active table, and of the other backend's when it holds our chains
+        or FIP rules (the ownership rule applies there only when purge_other_backend removes them)."""
+        allow = intent.params['allow_foreign_chain']
         for family in FAMILIES:
-            table = ipt.save_table(module, family, TABLE)
             try:
-                plans[family] = plan(table, wanted[family], params['state'], params['exclusive'], params['dnat_chain'],
-                                     params['snat_chain'], params['allow_foreign_chain'])
+                seen[family].owned = own(seen[family].table, *intent.chains, allow_foreign_chain=allow)
             except ValueError as exc:
-                module.fail_json(msg='%s: %s' % (family, exc))
-            others[family] = _other_backend(module, params, family, table)
-        # Checked before anything is written; pyroute2 is needed only when there is something to flush.
+                raise ValueError('%s: %s' % (family, exc)) from None
+            other = seen[family].other
+            if other is None:
+                continue
+            seen[family].other_owned = Owned(other)
+            if not any(other.has_chain(chain) for chain in intent.chains) and not seen[family].other_owned.fips:
+                seen[family].other = None
+            elif intent.params['purge_other_backend']:
+                try:
+                    seen[family].other_owned = own(other, *intent.chains, allow_foreign_chain=allow)
+                except ValueError as exc:
+                    raise ValueError('%s, %s backend: %s' % (family, ipt.OTHER_BACKEND[seen[family].table.backend], exc)) from None
+        return seen
+
+    def plan(self, owned, intent):
+        params = intent.params
+        plans = dict((family, plan(owned[family].owned, intent.wanted[family], params['state'], params['exclusive'], *intent.chains))
+                     for family in FAMILIES)
+        result = Plan(result={'changed': False}, before=dict((f, plans[f].before) for f in FAMILIES),
+                      after=dict((f, plans[f].after) for f in FAMILIES))
+        if params['state'] == 'present':
+            result.preflight.append(lambda kernel: self._refuse_held(kernel, intent.wanted))
         flush = params['flush_conntrack'] and any(plans[family].flush for family in FAMILIES)
-        missing = conntrack.require() if flush else None
-        if missing:
-            externals = ', '.join(str(external) for family in FAMILIES for external, _internals in plans[family].flush)
-            module.fail_json(msg=missing_required_lib('pyroute2', reason='to flush the conntrack entries of floating IPs %s' % externals),
-                             exception=missing)
-        steps = []
+        if flush:
+            result.preflight.append(lambda kernel: self._require_conntrack(kernel, plans))
         purges = []
         for family in FAMILIES:
-            payload = ipt.render_restore(TABLE, plans[family].lines)
-            state = result[family] = dict(added=plans[family].added, changed=plans[family].changed, removed=plans[family].removed,
-                                          payload=payload, applied=False, conntrack_flushed=0)
-            result['changed'] = result['changed'] or bool(payload)
-            if payload and not module.check_mode:
-                steps.append(('%s rules' % family, ipt.restore_step(module, family, state, payload)))
-            if flush and plans[family].flush:
+            family_plan = plans[family]
+            state = result.result[family] = dict(added=family_plan.added, changed=family_plan.changed, removed=family_plan.removed,
+                                                 payload=family_plan.transaction.render(), applied=False, conntrack_flushed=0)
+            result.result['changed'] = result.result['changed'] or bool(family_plan.transaction)
+            if family_plan.transaction:
+                result.steps.append(ipt.restore_step('%s rules' % family, family, state, family_plan.transaction))
+            if flush and family_plan.flush:
                 state['conntrack_flushed'] = None
-                steps.append(('%s conntrack %s' % (family, 'count (check mode)' if module.check_mode else 'flush'),
-                              _flush_step(module, family, state, plans[family].flush)))
-            other = others[family]
-            if other is not None:
-                state['other_backend'] = other
-                result['changed'] = result['changed'] or bool(other['payload'])
-                if other['payload'] and not module.check_mode:
-                    tool = ipt.backend_tool(family, other['backend'], 'restore')
-                    purges.append(('%s FIP chains and rules removed through %s' % (family, tool),
-                                   ipt.restore_step(module, family, other, other['payload'], tool)))
-        ipt.run_steps(module, steps + purges, result)
-        result['changed'] = result['changed'] or any(result[family]['conntrack_flushed'] for family in FAMILIES)
-    if module._diff:
-        result['diff'] = ipt.diff(*(dict((family, getattr(plans[family], key)) for family in FAMILIES) for key in ('before', 'after')))
-    return result
+                result.steps.append(self._flush_step(result.result, family, state, family_plan.flush))
+            if owned[family].other is not None:
+                purge = self._other_backend(result, intent, family, owned[family], state)
+                if purge:
+                    purges.append(purge)
+        result.steps.extend(purges)
+        return result
+
+    @staticmethod
+    def _refuse_held(kernel, wanted):
+        """Before anything is written: no external IP the gateway holds, none mapped to itself."""
+        try:
+            fip_gateway.check(wanted, kernel.addresses())
+        except (ValueError, KernelError) as exc:
+            raise EngineError(str(exc)) from None
+
+    @staticmethod
+    def _require_conntrack(kernel, plans):
+        """Before anything is written: pyroute2 is needed only when there is something to flush."""
+        missing = kernel.conntrack_missing()
+        if missing:
+            externals = ', '.join(str(external) for family in FAMILIES for external, _internals in plans[family].flush)
+            raise EngineError(missing_required_lib('pyroute2', reason='to flush the conntrack entries of floating IPs %s' % externals),
+                              result={'exception': missing})
+
+    @staticmethod
+    def _flush_step(result, family, state, flush):
+        sources = set(internal for _external, internals in flush for internal in internals)
+        destinations = set(external for external, _internals in flush)
+
+        def action(kernel, check_mode):
+            state['conntrack_flushed'] = kernel.flush_conntrack(family, sources, destinations, check_mode)
+            result['changed'] = result['changed'] or bool(state['conntrack_flushed'])
+        return Step('%s conntrack flush' % family, action, check_label='%s conntrack count (check mode)' % family)
+
+    @staticmethod
+    def _other_backend(result, intent, family, seen, state):
+        """Record our chains and FIP rules in the backend the active iptables does not use in
+        state['other_backend']; warn naming them, or with purge_other_backend return the Step
+        that removes them (conntrack is shared by both backends: nothing is flushed for it)."""
+        params, other = intent.params, seen.other
+        backend = ipt.OTHER_BACKEND[seen.table.backend]
+        found = (['chain %s' % chain for chain in intent.chains if other.has_chain(chain)]
+                 + ['rules of floating IP %s' % external for external in sorted(seen.other_owned.fips)])
+        transaction = ipt.Transaction(TABLE)
+        if params['purge_other_backend']:
+            transaction = plan(seen.other_owned, {}, 'present', True, *intent.chains).transaction
+        else:
+            result.warnings.append('the %s backend (%s -t %s) still holds this module\'s %s; they still apply to packets: '
+                                   'set purge_other_backend to remove them' % (backend, ipt.backend_tool(family, backend, 'save'), TABLE, ', '.join(found)))
+        return ipt.other_backend_step(result, family, backend, state, found, transaction, 'FIP chains and rules')
+
+
+def run(module, kernel=None):
+    """The module's result (engine.run over the real iptables and conntrack, or kernel)."""
+    return engine.run(module, Engine(), kernel or Kernel(module))

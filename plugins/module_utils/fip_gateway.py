@@ -38,9 +38,3 @@ def check(wanted, held):
                 raise ValueError('floating IP %s is already an address of %s on this gateway: its DNAT would take '
                                  "the host's own traffic to it" % (external, ', '.join(sorted(held[external]))))
 
-
-def read_held(module):
-    rc, out, err = module.run_command(['ip', '-j', 'address', 'show'])
-    if rc != 0:
-        raise ValueError('ip -j address show failed (rc %d): %s' % (rc, (err or out).strip()[:300]))
-    return held_addresses(out)

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 from ansible_collections.clusternet.node.plugins.module_utils import fip, ipset, netlink
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
+from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6
 from ansible_collections.clusternet.node.plugins.module_utils.netlink import RTN_LOCAL, TABLE_LOCAL
 from ansible_collections.clusternet.node.plugins.module_utils.vip import MARKER, managed_addresses
@@ -155,8 +156,9 @@ def read_links_addresses_routes(module):
         module.fail_json(msg='reading links, addresses and routes over netlink failed: %s' % exc)
 
 
-def run(module):
-    """The facts of the subsets asked for; never changes anything."""
+def run(module, iptables=None):
+    """The facts of the subsets asked for; never changes anything. iptables: the NAT engines'
+    kernel object (ipt.Kernel of module unless given)."""
     subsets = module.params['gather_subset']
     if 'all' in subsets:
         subsets = SUBSETS
@@ -170,8 +172,12 @@ def run(module):
         links, addresses, routes = read_links_addresses_routes(module)
         facts['vips'] = vips_of(links, addresses, routes, module.params['interface'])
     if 'masquerade' in subsets or 'floating_ips' in subsets:
-        tables = dict((family, ipt.save_table(module, family, fip.TABLE)) for family in FAMILIES)
-        others = dict((family, ipt.other_backend_table(module, family, tables[family])) for family in FAMILIES)
+        try:
+            seen = ipt.read(iptables or ipt.Kernel(module), fip.TABLE)  # the NAT engines' reader
+        except KernelError as exc:
+            module.fail_json(msg=str(exc))
+        tables = dict((family, seen[family].table) for family in FAMILIES)
+        others = dict((family, seen[family].other) for family in FAMILIES)
         if 'masquerade' in subsets:
             facts['masquerade'] = dict((family, masquerade_rules(tables[family])) for family in FAMILIES)
         if 'floating_ips' in subsets:

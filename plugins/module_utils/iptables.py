@@ -21,10 +21,11 @@ import ipaddress
 import os
 import re
 
+from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError, Step
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6
+from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 
-SAVE = {IPV4: 'iptables-save', IPV6: 'ip6tables-save'}
-RESTORE = {IPV4: 'iptables-restore', IPV6: 'ip6tables-restore'}
+TOOL_PREFIX = {IPV4: 'iptables', IPV6: 'ip6tables'}
 MULTICAST = {IPV4: '224.0.0.0/4', IPV6: 'ff00::/8'}
 MAX_CHAIN = 28  # iptables: chain names must be under 29 characters
 BUILTIN_NAMES = ('PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING', 'ACCEPT', 'DROP', 'RETURN', 'QUEUE', 'ERROR')
@@ -256,38 +257,94 @@ def jump_rule(chain, comment):
 
 
 def line(action, chain, rule):
-    """One restore line for a Rule: '-A CHAIN RULE', '-D CHAIN RULE', '-I CHAIN 1 RULE'."""
+    """One iptables-save line for a Rule: '-A CHAIN RULE'."""
     return '%s %s %s' % (action, chain, rule.text)
 
 
-def reconcile_chain(table, chain, desired, parents, comment=None):
-    """Restore lines that make `chain` hold exactly `desired` (Rules, in order) and be
-    jumped to exactly once from each chain in `parents` (inserted first when missing).
+class Transaction(object):
+    """One iptables-restore --noflush transaction for one table, which the kernel applies all
+    or nothing. Operations are typed and checked when queued (a chain name the tools take, a
+    Rule on one line with its quotes closed), so a bad value fails before anything is written;
+    the text is rendered once, by render()."""
+
+    def __init__(self, table_name):
+        self.table_name = table_name
+        self.ops = []
+
+    def __bool__(self):
+        return bool(self.ops)
+
+    __nonzero__ = __bool__
+
+    def _check(self, chain):
+        if not CHAIN_RE.match(chain or '') or len(chain) > MAX_CHAIN:
+            raise ValueError('invalid chain %r queued in a %s transaction' % (chain, self.table_name))
+
+    def _queue(self, op, chain, rule=None):
+        self._check(chain)
+        if rule is not None:
+            if not isinstance(rule, Rule) or '\n' in rule.text or '\r' in rule.text:
+                raise ValueError('not a one-line Rule for chain %s: %r' % (chain, rule))
+            check_quotes(rule.text)
+        self.ops.append((op, chain, rule))
+
+    def declare(self, chain):
+        """Create chain, or flush it when it exists (atomically, under --noflush)."""
+        self._queue(':%s - [0:0]', chain)
+
+    def append(self, chain, rule):
+        self._queue('-A %s %s', chain, rule)
+
+    def delete(self, chain, rule):
+        """Delete one rule of chain equal to rule (the whole transaction fails when there is none)."""
+        self._queue('-D %s %s', chain, rule)
+
+    def jump(self, parent, chain, comment):
+        """Insert the jump from parent to chain first in parent."""
+        self._check(chain)
+        self._queue('-I %s 1 %s', parent, jump_rule(chain, comment))
+
+    def destroy(self, chain):
+        """Delete chain: it must be empty and unreferenced when the transaction commits."""
+        self._queue('-X %s', chain)
+
+    def render(self):
+        """The restore text, '' when nothing is queued."""
+        if not self.ops:
+            return ''
+        lines = [op % ((chain,) if rule is None else (chain, rule.text)) for op, chain, rule in self.ops]
+        return '*%s\n%s\nCOMMIT\n' % (self.table_name, '\n'.join(lines))
+
+
+def reconcile_chain(transaction, table, chain, desired, parents, comment=None):
+    """Queue what makes `chain` hold exactly `desired` (Rules, in order) and be jumped to
+    exactly once from each chain in `parents` (inserted first when missing).
 
     When the chain's content differs in any way (missing, extra, duplicated or
     reordered rules) it is redeclared, which iptables-restore --noflush applies as an
-    atomic flush, and rebuilt in the same transaction. Returns [] when nothing differs.
+    atomic flush, and rebuilt in the same transaction. Queues nothing when nothing differs.
     """
-    lines = []
     if not table.has_chain(chain) or not rules_equal(table.chain_rules(chain), desired):
-        lines.append(':%s - [0:0]' % chain)
-        lines.extend(line('-A', chain, rule) for rule in desired)
+        transaction.declare(chain)
+        for rule in desired:
+            transaction.append(chain, rule)
     jump = jump_rule(chain, comment)
     for parent in parents:
         existing = [rule for rule in table.chain_rules(parent) if rule.target == chain]
         if rules_equal(existing, [jump]):
             continue
-        lines.extend(line('-D', parent, rule) for rule in existing)
-        lines.append(line('-I', parent + ' 1', jump))
-    return lines
+        for rule in existing:
+            transaction.delete(parent, rule)
+        transaction.jump(parent, chain, comment)
 
 
-def remove_chain(table, chain):
-    """Restore lines that delete every jump to `chain` and the chain itself; [] if absent."""
-    lines = [line('-D', parent, rule) for parent, rule in table.jumps_to(chain)]
+def remove_chain(transaction, table, chain):
+    """Queue the deletion of every jump to `chain` and of the chain itself; nothing when absent."""
+    for parent, rule in table.jumps_to(chain):
+        transaction.delete(parent, rule)
     if table.has_chain(chain):
-        lines.extend([':%s - [0:0]' % chain, '-X %s' % chain])
-    return lines
+        transaction.declare(chain)
+        transaction.destroy(chain)
 
 
 def foreign_content(table, chain, owns, jump_comment):
@@ -344,48 +401,9 @@ def check_chains(chains):
             raise ValueError('invalid %s %r: this host has a target extension of that name (%s)' % (what, chain, path))
 
 
-def diff_text(views):
-    """{family: [iptables-save lines]} -> one string with a header per family, for diff mode."""
-    return ''.join('# %s\n%s' % (family, ''.join(text + '\n' for text in views[family])) for family in FAMILIES)
-
-
-def diff(before, after):
-    """Diff mode's {before, after} from {family: [lines]} views of both."""
-    return {'before': diff_text(before), 'after': diff_text(after)}
-
-
-def render_restore(table_name, lines):
-    """One iptables-restore --noflush transaction for one table; '' when no lines."""
-    if not lines:
-        return ''
-    return '*%s\n%s\nCOMMIT\n' % (table_name, '\n'.join(lines))
-
-
-def run_steps(module, steps, result):
-    """Run the writes of one run, [(label, step)], in order; a step returns None or an error.
-    The first error fails the module saying which steps were applied before it and which were not."""
-    for index, (_label, step) in enumerate(steps):
-        error = step()
-        if error:
-            done = [label for label, _step in steps[:index]]
-            left = [label for label, _step in steps[index:]]
-            result['changed'] = bool(done) and not module.check_mode
-            module.fail_json(msg='%s. Applied: %s. Not applied: %s.' % (error, ', '.join(done) or 'nothing', ', '.join(left)), **result)
-
-
-def restore_step(module, family, state, payload, tool=None):
-    """A run_steps step: restore(payload), recording state['applied']."""
-    def step():
-        error = restore(module, family, payload, tool)
-        state['applied'] = error is None
-        return error
-    return step
-
-
 # --- kernel I/O -------------------------------------------------------------
 
 OTHER_BACKEND = {'nft': 'legacy', 'legacy': 'nft'}
-TOOL_PREFIX = {IPV4: 'iptables', IPV6: 'ip6tables'}
 # Tables the legacy backend holds in this network namespace; its save tool would create a missing one.
 LEGACY_NAMES = {IPV4: '/proc/net/ip_tables_names', IPV6: '/proc/net/ip6_tables_names'}
 
@@ -403,46 +421,107 @@ def backend_of(text):
     return None
 
 
-def save_table(module, family, table_name, tool=None):
-    """One save of one table (by the active (ip6)tables-save, or tool); an absent table is an empty Table."""
-    tool = tool or SAVE[family]
-    binary = module.get_bin_path(tool, required=True)
-    rc, out, err = module.run_command([binary, '-t', table_name])
-    if rc != 0:
-        module.fail_json(msg='%s -t %s failed (exit %d): %s' % (tool, table_name, rc, err.strip()))
-    try:
-        tables = parse_save(out)
-    except ValueError as exc:
-        module.fail_json(msg='%s -t %s: %s' % (tool, table_name, exc))
-    return tables.get(table_name) or Table(table_name, backend_of(out))
+class Kernel(object):
+    """The seam of the iptables engines: every iptables-save and iptables-restore of a run, per
+    family and per backend, goes through one of these (tests put FakeIptables, over recorded
+    dumps, in its place). Failures raise engine.KernelError naming the tool."""
 
+    def __init__(self, module):
+        self.module = module
 
-def other_backend_table(module, family, table):
-    """The same table in the backend the active tools do not use, or None when that backend's
-    save tool is missing or it has no such table. Never writes: the legacy table list is read
-    from /proc first because iptables-legacy-save would create a missing table."""
-    other = OTHER_BACKEND.get(table.backend)
-    if other is None:
-        return None
-    if other == 'legacy':
+    def lock(self):
+        return host_lock()
+
+    def _run(self, tool, args, data=None):
+        binary = self.module.get_bin_path(tool, required=True)
+        if data is None:
+            return self.module.run_command([binary] + args)
+        return self.module.run_command([binary] + args, data=data, binary_data=True)
+
+    def _tool(self, family, backend, kind):
+        return backend_tool(family, backend, kind) if backend else TOOL_PREFIX[family] + '-' + kind
+
+    def save(self, family, table_name, backend=None):
+        """One save of one table by the active (ip6)tables-save, or by backend's; an absent table is an empty Table."""
+        tool = self._tool(family, backend, 'save')
+        rc, out, err = self._run(tool, ['-t', table_name])
+        if rc != 0:
+            raise KernelError('%s -t %s failed (exit %d): %s' % (tool, table_name, rc, err.strip()))
+        try:
+            tables = parse_save(out)
+        except ValueError as exc:
+            raise KernelError('%s -t %s: %s' % (tool, table_name, exc)) from None
+        return tables.get(table_name) or Table(table_name, backend_of(out))
+
+    def legacy_tables(self, family):
+        """The tables the legacy backend holds in this network namespace, read from /proc
+        (iptables-legacy-save would create a missing one); [] when it holds none."""
         try:
             with open(LEGACY_NAMES[family]) as handle:
-                if table.name not in handle.read().split():
-                    return None
+                return handle.read().split()
         except (IOError, OSError):
+            return []
+
+    def has_tool(self, tool):
+        return bool(self.module.get_bin_path(tool))
+
+    def other_backend(self, family, table):
+        """The same table in the backend the active tools do not use, or None when that backend's
+        save tool is missing or it has no such table. Never writes."""
+        other = OTHER_BACKEND.get(table.backend)
+        if other is None:
             return None
-    tool = backend_tool(family, other, 'save')
-    if not module.get_bin_path(tool):
+        if other == 'legacy' and table.name not in self.legacy_tables(family):
+            return None
+        if not self.has_tool(backend_tool(family, other, 'save')):
+            return None
+        return self.save(family, table.name, other)
+
+    def restore(self, family, transaction, backend=None):
+        """Apply one Transaction with (ip6)tables-restore --noflush -w (all or nothing per table)."""
+        tool = self._tool(family, backend, 'restore')
+        rc, _out, err = self._run(tool, ['--noflush', '-w', '5'], transaction.render())
+        if rc != 0:
+            raise KernelError('%s --noflush failed (exit %d): %s' % (tool, rc, err.strip()))
+
+    def supports_random_fully(self, family):
+        """Whether this host's (ip6)tables knows MASQUERADE --random-fully."""
+        _rc, out, err = self._run(TOOL_PREFIX[family], ['-j', 'MASQUERADE', '--help'])
+        return '--random-fully' in out + err
+
+
+class Seen(object):
+    """One family's table as read: the active backend's, and the other backend's (or None)."""
+
+    def __init__(self, table, other):
+        self.table = table
+        self.other = other
+
+
+def read(kernel, table_name):
+    """{family: Seen}: one save of the table per family, and of the other backend's where it has one."""
+    seen = {}
+    for family in FAMILIES:
+        table = kernel.save(family, table_name)
+        seen[family] = Seen(table, kernel.other_backend(family, table))
+    return seen
+
+
+def other_backend_step(plan, family, backend, state, found, transaction, what):
+    """Record in state['other_backend'] what the backend the active tools do not use holds of
+    ours (found) and its removal; the Step that applies it through that backend's restore tool
+    (labelled with what it removes), or None when nothing is to be removed."""
+    other = state['other_backend'] = {'backend': backend, 'found': found, 'payload': transaction.render(), 'applied': False}
+    plan.result['changed'] = plan.result['changed'] or bool(transaction)
+    if not transaction:
         return None
-    return save_table(module, family, table.name, tool)
+    label = '%s %s removed through %s' % (family, what, backend_tool(family, backend, 'restore'))
+    return restore_step(label, family, other, transaction, backend)
 
 
-def restore(module, family, payload, tool=None):
-    """Apply one payload with (ip6)tables-restore --noflush -w (all-or-nothing per table):
-    None, or the error naming the tool."""
-    tool = tool or RESTORE[family]
-    binary = module.get_bin_path(tool, required=True)
-    rc, _out, err = module.run_command([binary, '--noflush', '-w', '5'], data=payload, binary_data=True)
-    if rc != 0:
-        return '%s --noflush failed (exit %d): %s' % (tool, rc, err.strip())
-    return None
+def restore_step(label, family, state, transaction, backend=None):
+    """An engine Step applying transaction, recording in state['applied'] that the kernel acked it."""
+    def action(kernel, _check_mode):
+        kernel.restore(family, transaction, backend)
+        state['applied'] = True
+    return Step(label, action)

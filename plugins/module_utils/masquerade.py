@@ -2,13 +2,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pod masquerade rules: validate the intent, render the desired chain per family.
 
-Pure functions, except the kernel edge at the end. The rule set is Flannel's
+Pure functions, and the Engine that engine.run drives over the iptables kernel object
+(iptables.Kernel). The rule set is Flannel's
 (pkg/trafficmngr/iptables), rendered as iptables-save orders it, so the shared
 iptables engine compares it with the kernel's chain by structure, order and
 duplicates. A family without a cluster CIDR has no rules of ours: its chain and
 jump are removed, and "nothing there yet" is simply an empty table, never an
-error. The chain is managed only while it is ours (iptables.foreign_content):
-every rule in it carries our comment, or it is empty and only our jumps reach it.
+error. The chain is managed only while it is ours (decided in Engine.own, by
+iptables.foreign_content): every rule in it carries our comment, or it is empty and
+only our jumps reach it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,17 +20,16 @@ __metaclass__ = type
 import ipaddress
 import re
 
+from ansible_collections.clusternet.node.plugins.module_utils import engine
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
+from ansible_collections.clusternet.node.plugins.module_utils.engine import Plan
 from ansible_collections.clusternet.node.plugins.module_utils.families import (
     FAMILIES,
-    IPV4,
-    IPV6,
     find_duplicate,
     parse_network,
     special_network,
     split_by_family,
 )
-from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 
 TABLE = 'nat'
 PARENT = 'POSTROUTING'
@@ -139,18 +140,46 @@ def desired_rules(family, clusters, pods, comment, skip_mark, random_fully):
     return [ipt.Rule(rule) for rule in rules]
 
 
-def plan(table, chain, rules, comment, allow_foreign_chain=False):
-    """Restore lines for one family: reconcile our chain and its single jump, or
-    remove both when the family has no rules. ValueError, naming the chain and a
-    foreign rule, when the chain is not ours and allow_foreign_chain is false."""
-    if not allow_foreign_chain:
-        problem = ipt.foreign_content(table, chain, lambda rule: rule.comment == comment, comment)
-        if problem:
-            raise ValueError('refusing to manage chain %r: %s (this module\'s comment is %r); '
-                             'set allow_foreign_chain to take the chain over' % (chain, problem, comment))
-    if not rules:
-        return ipt.remove_chain(table, chain)
-    return ipt.reconcile_chain(table, chain, rules, [PARENT], comment)
+def refuse_foreign(table, intent):
+    """own(): ValueError naming the chain and a foreign rule unless intent.chain is ours in table
+    (or allow_foreign_chain takes it over). Ours: every rule in it carries our comment, or it
+    is empty and only our jumps reach it."""
+    if intent.allow_foreign_chain:
+        return
+    problem = ipt.foreign_content(table, intent.chain, lambda rule: rule.comment == intent.comment, intent.comment)
+    if problem:
+        raise ValueError('refusing to manage chain %r: %s (this module\'s comment is %r); '
+                         'set allow_foreign_chain to take the chain over' % (intent.chain, problem, intent.comment))
+
+
+def plan_family(table, chain, rules, comment):
+    """The Transaction of one family: reconcile our chain and its single jump, or remove both
+    when the family has no rules; empty when the table is in sync."""
+    transaction = ipt.Transaction(TABLE)
+    if rules:
+        ipt.reconcile_chain(transaction, table, chain, rules, [PARENT], comment)
+    else:
+        ipt.remove_chain(transaction, table, chain)
+    return transaction
+
+
+def held(table, chain):
+    """The CIDRs our chain holds, in the module's option shape: {cluster_cidrs, pod_cidrs}
+    (clusters from the MASQUERADE rules' source, pods from the RETURN rules POD -> CLUSTER)."""
+    clusters, pods = [], []
+    for rule in table.chain_rules(chain):
+        options = dict((option, (negated, values)) for negated, option, values in rule.key)
+        source, destination = options.get('-s'), options.get('-d')
+        if source and not source[0] and rule.target == 'MASQUERADE':
+            clusters.append(source[1][0])
+        elif source and destination and not source[0] and not destination[0] and rule.target == 'RETURN':
+            pods.append((source[1][0], destination[1][0]))
+    return {'cluster_cidrs': sorted(set(clusters)), 'pod_cidrs': sorted(set(pod for pod, cluster in pods if cluster in clusters))}
+
+
+def delta(current, desired):
+    """(added, removed): {option: [values]} of desired not in current and of current not in desired."""
+    return tuple(dict((key, [value for value in a[key] if value not in b[key]]) for key in sorted(a)) for a, b in ((desired, current), (current, desired)))
 
 
 def view(table, chain):
@@ -161,89 +190,97 @@ def view(table, chain):
 
 
 def expected_view(chain, rules, comment):
-    """view() of a table once plan() has been applied."""
+    """view() of a table once plan_family() has been applied."""
     if not rules:
         return []
     return [ipt.line('-A', PARENT, ipt.jump_rule(chain, comment))] + [ipt.line('-A', chain, rule) for rule in rules]
 
 
-# --- kernel edge --------------------------------------------------------------
-
-BINARY = {IPV4: 'iptables', IPV6: 'ip6tables'}
+# --- the engine ---------------------------------------------------------------
 
 
-def supports_random_fully(module, family):
-    """Whether this host's (ip6)tables binary knows MASQUERADE --random-fully."""
-    binary = module.get_bin_path(BINARY[family], required=True)
-    _rc, out, err = module.run_command([binary, '-j', 'MASQUERADE', '--help'])
-    return '--random-fully' in out + err
+class Engine(object):
+    """Masquerade on engine.run: per family one save (and the other backend's table where it
+    has one), then one restore per family, then the other backend's purges."""
 
+    def validate(self, params):
+        return build_intent(params)
 
-def _family_rules(module, intent, family):
-    random_fully = intent.random_fully
-    if random_fully and intent.clusters[family] and not supports_random_fully(module, family):
-        module.warn('%s lacks MASQUERADE --random-fully: %s rules are written without it' % (BINARY[family], family))
-        random_fully = False
-    return desired_rules(family, intent.clusters[family], intent.pods[family], intent.comment, intent.skip_mark, random_fully)
-
-
-def _other_backend(module, intent, family, table):
-    """Our chain in the backend the active iptables does not use: {backend, found, payload}, or None.
-    Warns naming it; with purge_other_backend plans its removal (same ownership rule)."""
-    other = ipt.other_backend_table(module, family, table)
-    if other is None or not (other.has_chain(intent.chain) or other.jumps_to(intent.chain)):
-        return None
-    backend = ipt.OTHER_BACKEND[table.backend]
-    found = ([':%s - [0:0]' % intent.chain] if other.has_chain(intent.chain) else []) + view(other, intent.chain)
-    payload = ''
-    if intent.purge_other_backend:
-        try:
-            payload = ipt.render_restore(TABLE, plan(other, intent.chain, [], intent.comment, intent.allow_foreign_chain))
-        except ValueError as exc:
-            module.fail_json(msg='%s, %s backend: %s' % (family, backend, exc))
-    else:
-        module.warn('the %s backend (%s -t %s) still holds this module\'s chain %s; its rules still apply to packets: '
-                    'set purge_other_backend to remove it' % (backend, ipt.backend_tool(family, backend, 'save'), TABLE, intent.chain))
-    return {'backend': backend, 'found': found, 'payload': payload, 'applied': False}
-
-
-def run(module):
-    """Validate, then under the host lock: per family one save (and one of the other backend's
-    table where it has one), plan both families, then one restore per family. Returns the result."""
-    try:
-        intent = build_intent(module.params)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    result = {'changed': False}
-    steps = []
-    purges = []
-    with host_lock(module):
+    def read(self, kernel, intent):
+        seen = ipt.read(kernel, TABLE)
         for family in FAMILIES:
-            rules = _family_rules(module, intent, family)
-            table = ipt.save_table(module, family, TABLE)
+            asked = intent.random_fully and bool(intent.clusters[family])
+            seen[family].random_fully = kernel.supports_random_fully(family) if asked else None
+        return seen
+
+    def own(self, seen, intent):
+        """Refuse unless our chain is ours in each family (and in the other backend when purging it).
+        The other backend's chain counts only when it holds the chain or a jump to it."""
+        for family in FAMILIES:
             try:
-                payload = ipt.render_restore(TABLE, plan(table, intent.chain, rules, intent.comment, intent.allow_foreign_chain))
+                refuse_foreign(seen[family].table, intent)
             except ValueError as exc:
-                module.fail_json(msg='%s: %s' % (family, exc))
-            before = view(table, intent.chain)
-            state = result[family] = {
+                raise ValueError('%s: %s' % (family, exc)) from None
+            other = seen[family].other
+            if other is not None and not (other.has_chain(intent.chain) or other.jumps_to(intent.chain)):
+                seen[family].other = None
+            elif other is not None and intent.purge_other_backend:
+                try:
+                    refuse_foreign(other, intent)
+                except ValueError as exc:
+                    raise ValueError('%s, %s backend: %s' % (family, ipt.OTHER_BACKEND[seen[family].table.backend], exc)) from None
+        return seen
+
+    def plan(self, owned, intent):
+        plan = Plan(result={'changed': False})
+        purges = []
+        desired_cidrs = dict((family, {'cluster_cidrs': [str(net) for net in intent.clusters[family]],
+                                       'pod_cidrs': [str(net) for net in intent.pods[family]]}) for family in FAMILIES)
+        for family in FAMILIES:
+            seen = owned[family]
+            random_fully = intent.random_fully
+            if seen.random_fully is False:
+                plan.warnings.append('%s lacks MASQUERADE --random-fully: %s rules are written without it' % (ipt.TOOL_PREFIX[family], family))
+                random_fully = False
+            rules = desired_rules(family, intent.clusters[family], intent.pods[family], intent.comment, intent.skip_mark, random_fully)
+            transaction = plan_family(seen.table, intent.chain, rules, intent.comment)
+            before = view(seen.table, intent.chain)
+            added, removed = delta(held(seen.table, intent.chain), desired_cidrs[family])
+            state = plan.result[family] = {
                 'before': before,
-                'after': expected_view(intent.chain, rules, intent.comment) if payload else before,
-                'payload': payload,
+                'after': expected_view(intent.chain, rules, intent.comment) if transaction else before,
+                'payload': transaction.render(),
                 'applied': False,
+                'added': added,
+                'removed': removed,
             }
-            other = _other_backend(module, intent, family, table)
-            if other is not None:
-                state['other_backend'] = other
-                if other['payload']:
-                    tool = ipt.backend_tool(family, other['backend'], 'restore')
-                    purges.append(('%s chain %s removed through %s' % (family, intent.chain, tool),
-                                   ipt.restore_step(module, family, other, other['payload'], tool)))
-            if payload:
-                steps.append(('%s rules' % family, ipt.restore_step(module, family, state, payload)))
-            result['changed'] = result['changed'] or bool(payload) or bool(other and other['payload'])
-        if not module.check_mode:
-            ipt.run_steps(module, steps + purges, result)
-    if module._diff:
-        result['diff'] = ipt.diff(*(dict((family, result[family][key]) for family in FAMILIES) for key in ('before', 'after')))
-    return result
+            plan.before[family], plan.after[family] = state['before'], state['after']
+            if transaction:
+                plan.steps.append(ipt.restore_step('%s rules' % family, family, state, transaction))
+            plan.result['changed'] = plan.result['changed'] or bool(transaction)
+            if seen.other is not None:
+                purge = self._other_backend(plan, intent, family, seen, state)
+                if purge:
+                    purges.append(purge)
+        plan.steps.extend(purges)
+        return plan
+
+    @staticmethod
+    def _other_backend(plan, intent, family, seen, state):
+        """Record our chain in the backend the active iptables does not use in state['other_backend'];
+        warn naming it, or with purge_other_backend return the Step that removes it."""
+        other = seen.other
+        backend = ipt.OTHER_BACKEND[seen.table.backend]
+        found = ([':%s - [0:0]' % intent.chain] if other.has_chain(intent.chain) else []) + view(other, intent.chain)
+        transaction = ipt.Transaction(TABLE)
+        if intent.purge_other_backend:
+            transaction = plan_family(other, intent.chain, [], intent.comment)
+        else:
+            plan.warnings.append('the %s backend (%s -t %s) still holds this module\'s chain %s; its rules still apply to packets: '
+                                 'set purge_other_backend to remove it' % (backend, ipt.backend_tool(family, backend, 'save'), TABLE, intent.chain))
+        return ipt.other_backend_step(plan, family, backend, state, found, transaction, 'chain %s' % intent.chain)
+
+
+def run(module, kernel=None):
+    """The module's result (engine.run over the real iptables, or kernel)."""
+    return engine.run(module, Engine(), kernel or ipt.Kernel(module))

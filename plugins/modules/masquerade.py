@@ -145,6 +145,14 @@ ipv4:
       description: Whether RV(ipv4.payload) was written (false in check mode, when in sync, or when the run failed first).
       type: bool
       sample: true
+    added:
+      description: The CIDRs the run adds to the chain (would add, in check mode), in the shape of the options.
+      type: dict
+      sample: {cluster_cidrs: [10.244.0.0/16], pod_cidrs: [10.244.1.0/24]}
+    removed:
+      description: The CIDRs the chain held that the run removes from it, in the shape of the options.
+      type: dict
+      sample: {cluster_cidrs: [], pod_cidrs: []}
     other_backend:
       description: Present when the other iptables backend holds the chain or a jump to it.
       type: dict

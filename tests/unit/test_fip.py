@@ -38,8 +38,11 @@ def nat(text=SAVE):
     return ipt.parse_save(text)['nat']
 
 
-def plan(table, wanted, state='present', exclusive=True, allow_foreign_chain=False):
-    return fipmod.plan(table, wanted, state, exclusive, D, S, allow_foreign_chain)
+def plan(table, wanted, state='present', exclusive=True, allow_foreign_chain=False, dnat=D, snat=S):
+    """own() then plan(), with the restore lines queued as .lines."""
+    result = fipmod.plan(fipmod.own(table, dnat, snat, allow_foreign_chain), wanted, state, exclusive, dnat, snat)
+    result.lines = result.transaction.render().splitlines()[1:-1]
+    return result
 
 
 def texts(pairs):
@@ -215,7 +218,7 @@ def test_plan_repairs_duplicate_rule_without_flush():
 
 
 def test_plan_new_chain_names_move_the_rules():
-    result = fipmod.plan(nat(), {ip('198.51.100.10'): ip('10.0.0.5')}, 'present', True, 'NEW-D', 'NEW-S')
+    result = plan(nat(), {ip('198.51.100.10'): ip('10.0.0.5')}, 'present', True, dnat='NEW-D', snat='NEW-S')
     assert result.lines == [
         '-D %s %s' % (D, DNAT10), '-D %s %s' % (S, SNAT10), '-D %s %s' % (D, DNAT11), '-D %s %s' % (S, SNAT11),
         ':NEW-D - [0:0]', '-A NEW-D ' + DNAT10, '-I PREROUTING 1 -m comment --comment "clusternet fip" -j NEW-D',

@@ -15,6 +15,12 @@ def params(**overrides):
     return base
 
 
+def plan(table, chain, rules, comment, allow_foreign_chain=False):
+    """The engine's own() refusal, then plan_family()'s restore lines."""
+    masq.refuse_foreign(table, masq.build_intent(params(chain=chain, comment=comment, allow_foreign_chain=allow_foreign_chain)))
+    return masq.plan_family(table, chain, rules, comment).render().splitlines()[1:-1]
+
+
 def texts(rules):
     return [rule.text for rule in rules]
 
@@ -133,15 +139,15 @@ def test_canonical_mark_matches_iptables_save(given, canonical):
 
 def test_plan_on_empty_table_builds_chain_and_jump():
     rules = [ipt.Rule('-j RETURN')]
-    assert masq.plan(ipt.Table('nat'), CHAIN, rules, 'c') == [
+    assert plan(ipt.Table('nat'), CHAIN, rules, 'c') == [
         ':%s - [0:0]' % CHAIN, '-A %s -j RETURN' % CHAIN, '-I POSTROUTING 1 -m comment --comment "c" -j %s' % CHAIN]
 
 
 def test_plan_without_rules_removes_only_our_chain_and_jumps():
     table = ipt.parse_save('*nat\n:POSTROUTING ACCEPT [0:0]\n:%s - [0:0]\n-A POSTROUTING -s 192.168.9.0/24 -j MASQUERADE\n'
                            '%s\n-A %s %s -j RETURN\nCOMMIT\n' % (CHAIN, JUMP, CHAIN, TAG))['nat']
-    assert masq.plan(table, CHAIN, [], 'clusternet masq') == [JUMP.replace('-A', '-D', 1), ':%s - [0:0]' % CHAIN, '-X %s' % CHAIN]
-    assert masq.plan(ipt.Table('nat'), CHAIN, [], 'clusternet masq') == []
+    assert plan(table, CHAIN, [], 'clusternet masq') == [JUMP.replace('-A', '-D', 1), ':%s - [0:0]' % CHAIN, '-X %s' % CHAIN]
+    assert plan(ipt.Table('nat'), CHAIN, [], 'clusternet masq') == []
 
 
 def test_view_and_expected_view():
@@ -164,7 +170,7 @@ FOREIGN_CHAIN = '*nat\n:POSTROUTING ACCEPT [0:0]\n:%s - [0:0]\n-A %s %s -j RETUR
 @pytest.mark.parametrize('rules', [[ipt.Rule('-j RETURN')], []], ids=['present', 'absent'])
 def test_plan_refuses_a_chain_holding_foreign_rules_naming_chain_and_rule(rules):
     with pytest.raises(ValueError) as err:
-        masq.plan(ipt.parse_save(FOREIGN_CHAIN)['nat'], CHAIN, rules, 'clusternet masq')
+        plan(ipt.parse_save(FOREIGN_CHAIN)['nat'], CHAIN, rules, 'clusternet masq')
     assert str(err.value) == (
         "refusing to manage chain 'CLUSTERNET-POSTRTG': it holds a rule without this module's comment: "
         "-A CLUSTERNET-POSTRTG -s 10.9.9.9/32 -j RETURN (this module's comment is 'clusternet masq'); "
@@ -173,7 +179,7 @@ def test_plan_refuses_a_chain_holding_foreign_rules_naming_chain_and_rule(rules)
 
 def test_plan_with_allow_foreign_chain_rebuilds_it_to_exactly_ours():
     rules = [ipt.Rule('%s -j RETURN' % TAG)]
-    assert masq.plan(ipt.parse_save(FOREIGN_CHAIN)['nat'], CHAIN, rules, 'clusternet masq', allow_foreign_chain=True) == [
+    assert plan(ipt.parse_save(FOREIGN_CHAIN)['nat'], CHAIN, rules, 'clusternet masq', allow_foreign_chain=True) == [
         ':%s - [0:0]' % CHAIN, '-A %s %s -j RETURN' % (CHAIN, TAG), '-I POSTROUTING 1 %s -j %s' % (TAG, CHAIN)]
 
 
@@ -184,4 +190,4 @@ def test_plan_in_sync_whatever_quoting_the_save_tool_chose():
     assert '::10.42.0.0/112' in saved and '"' not in saved
     table = ipt.parse_save('*nat\n:POSTROUTING ACCEPT [0:0]\n:%s - [0:0]\n-A POSTROUTING -m comment --comment abc_-1 -j %s\n%s\nCOMMIT\n' % (
         CHAIN, CHAIN, saved))['nat']
-    assert masq.plan(table, CHAIN, rules, 'abc_-1') == []
+    assert plan(table, CHAIN, rules, 'abc_-1') == []
