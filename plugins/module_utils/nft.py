@@ -310,7 +310,7 @@ class Transaction(object):
 
     def render(self):
         """The `nft -f` file: one operation per line."""
-        return ''.join(_line(line) + '\n' for line, _ in self.ops)
+        return ''.join(_line(op[0]) + '\n' for op in self.ops)
 
     def origin(self, line_number):
         """The operation a line of the rendered file came from (nft reports errors by line)."""

@@ -457,7 +457,9 @@ def main(argv=None):
     parser.add_argument('--node-ip-timeout', type=int, default=60, help='seconds to wait for the VIPs\' node IPs (default 60)')
     parser.add_argument('directory')
     args = parser.parse_args(argv)
-    log = lambda line: print(line, flush=True)  # noqa: E731 (stdout is the unit's journal)
+
+    def log(line):
+        print(line, flush=True)  # stdout is the unit's journal
     try:
         ok = restore(args.directory, args.node_ip_timeout, log=log)
     except Refused as exc:
