@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from harness import REPO
+from harness import REPO, run_playbook
 from prometheus_client.parser import text_string_to_metric_families
 
 spec = importlib.util.spec_from_file_location('persist_helpers', os.path.join(REPO, 'tests', 'integration', 'test_persist.py'))
@@ -136,3 +136,17 @@ def test_tampered_objects_are_reported_then_repaired_and_foreign_state_is_untouc
     assert not os.path.exists(os.path.join(unit_dir, 'clusternet-node-reconcile.service'))
     assert not os.listdir(os.path.join(unit_dir, 'timers.target.wants'))
     assert os.path.exists(os.path.join(unit_dir, 'clusternet-node.service'))
+
+
+@pytest.mark.parametrize('interval, message', [
+    ('-1', 'persistence_reconcile_interval must be a number of seconds, 0 to disable the timer, got -1'),
+    ('5m', "argument 'persistence_reconcile_interval' is of type str and we were unable to convert to int")])
+def test_an_interval_that_is_not_seconds_fails_before_the_role_writes(dirs, interval, message):
+    state_dir, unit_dir, _metrics_dir = dirs
+    play = [{'hosts': 'all', 'gather_facts': False, 'roles': ['clusternet.node.persistence'],
+             'vars': {'persistence_dir': state_dir, 'persistence_unit_dir': unit_dir, 'persistence_write_calls': False,
+                      'persistence_reconcile_interval': interval}}]
+    proc = run_playbook(json.dumps(play))
+    assert proc.returncode != 0
+    assert message in proc.stdout, proc.stdout[-3000:]
+    assert not os.path.exists(state_dir) and not os.listdir(os.path.join(unit_dir, 'timers.target.wants'))
