@@ -68,5 +68,3 @@ def run(container):
             break
     journal = sh(container, 'journalctl -q -o cat -u %s --since @%s' % (UNIT, since), check=False)
     return {'done': done, 'journal': journal.strip(), 'before': before, 'after': after, 'seconds': time.monotonic() - started}
-
-
