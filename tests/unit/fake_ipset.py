@@ -114,7 +114,8 @@ class FakeIpset(ipset.Kernel):
             return self._create(name, tokens[2], ' '.join(tokens[3:]))
         current = self.sets.get(name)
         if current is None:
-            return 'The set with the given name does not exist'
+            # -exist makes destroying a missing set a no-op
+            return None if op == 'destroy' else 'The set with the given name does not exist'
         if op == 'add':
             return self._add(current, tokens[2], tokens[3] if len(tokens) > 3 else None)
         if op == 'del':
@@ -131,7 +132,7 @@ class FakeIpset(ipset.Kernel):
         elif op == 'swap':
             other = self.sets.get(tokens[2])
             if other is None:
-                return 'The set with the given name does not exist'
+                return 'Sets cannot be swapped: the second set does not exist'
             if other.type != current.type or other.family != current.family:
                 return 'The sets cannot be swapped: their type does not match'
             # the names trade places, each set keeps its content

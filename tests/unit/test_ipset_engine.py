@@ -64,6 +64,26 @@ def test_fake_restore_stops_at_the_first_error_keeping_the_lines_before():
     assert fake.save('pods')['pods'].entries == {'10.244.1.5', '10.244.1.6', '10.244.1.7'}
 
 
+def recorded_errors():
+    """(restore line, what ipset restore -exist printed) of fixtures/ipset-errors.txt."""
+    return [tuple(line.split('\t')) for line in fixture('ipset-errors.txt').splitlines()]
+
+
+@pytest.mark.parametrize('line, error', recorded_errors())
+def test_fake_refuses_each_line_as_the_recorded_ipset_did(line, error):
+    fake = fake_of('ipset-errors.save')
+    batch = ipset.Transaction()
+    batch.put(line, None, None)
+    if not error:  # each line that passes is a no-op under -exist on that state
+        before = fake.dump()
+        fake.restore(batch)
+        assert fake.dump() == before
+        return
+    with pytest.raises(ipset.RestoreError) as err:
+        fake.restore(batch)
+    assert (str(err.value), err.value.line) == (error, 1)
+
+
 def test_transaction_refuses_a_bad_value_when_queued():
     batch = ipset.Transaction()
     with pytest.raises(ValueError, match="'-n' starts with"):
