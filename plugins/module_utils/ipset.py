@@ -6,6 +6,8 @@ Everything above the "kernel I/O" line is pure. An entry is kept as the exact te
 `ipset save` prints for it (host networks without /32 or /128, IPv6 compressed,
 protocols lowercase, service names as port numbers), so comparing the desired list
 with the kernel's is a comparison of strings and a second run finds nothing to do.
+Below it: Kernel, the seam every ipset command of a run goes through, and the Engine
+that engine.run drives over it (Engine.own decides which sets are ours).
 """
 
 from __future__ import absolute_import, division, print_function
