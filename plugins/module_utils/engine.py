@@ -50,7 +50,8 @@ class Step(object):
 class Plan(object):
     """What a run would do: result (the module's keys: per family added/removed, ...), steps in
     order, preflight (callables of the kernel, checked before any step runs; they raise EngineError),
-    warnings, and before/after: {family: [lines]} for diff mode."""
+    warnings, and before/after: {family: [lines]} for diff mode (or diff: a finished {before, after},
+    for a module whose diff text predates render_diff: ipset's sorted add lines)."""
 
     def __init__(self, result=None, steps=None, before=None, after=None):
         self.result = result if result is not None else {}
@@ -59,6 +60,7 @@ class Plan(object):
         self.warnings = []
         self.before = before or {}
         self.after = after or {}
+        self.diff = None
 
 
 def render_diff(before, after):
@@ -107,7 +109,7 @@ def execute(engine, kernel, params, check_mode=False, diff=False, warn=None):
     except LockError as exc:
         raise EngineError(str(exc)) from None
     if diff:
-        result['diff'] = render_diff(plan.before, plan.after)
+        result['diff'] = plan.diff if plan.diff is not None else render_diff(plan.before, plan.after)
     return result
 
 

@@ -132,16 +132,6 @@ def other_backend(tables, others):
 
 # --- kernel I/O ---------------------------------------------------------------
 
-def read_ipsets(module):
-    rc, out, err = module.run_command([module.get_bin_path('ipset', required=True), 'save'])
-    if rc != 0:
-        module.fail_json(msg='ipset save failed: %s' % err.strip())
-    try:
-        return ipset.parse_save(out)
-    except ValueError as exc:
-        module.fail_json(msg='ipset save: %s' % exc)
-
-
 def read_links_addresses_routes(module):
     if not netlink.HAS_PYROUTE2:
         from ansible.module_utils.basic import missing_required_lib
@@ -156,16 +146,20 @@ def read_links_addresses_routes(module):
         module.fail_json(msg='reading links, addresses and routes over netlink failed: %s' % exc)
 
 
-def run(module, iptables=None):
-    """The facts of the subsets asked for; never changes anything. iptables: the NAT engines'
-    kernel object (ipt.Kernel of module unless given)."""
+def run(module, iptables=None, ipsets=None):
+    """The facts of the subsets asked for; never changes anything. iptables, ipsets: the NAT
+    engines' and the ipset engine's kernel objects (ipt.Kernel, ipset.Kernel of module unless given)."""
     subsets = module.params['gather_subset']
     if 'all' in subsets:
         subsets = SUBSETS
     facts = {}
     if 'ipsets' in subsets:
         unmanageable = []
-        facts['ipsets'] = logical_sets(read_ipsets(module), unmanageable)
+        try:
+            sets = (ipsets or ipset.Kernel(module)).save()  # the ipset engine's reader, every set at once
+        except KernelError as exc:
+            module.fail_json(msg=str(exc))
+        facts['ipsets'] = logical_sets(sets, unmanageable)
         if unmanageable:
             facts['unmanageable_ipsets'] = unmanageable
     if 'vips' in subsets:
