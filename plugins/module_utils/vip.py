@@ -473,7 +473,10 @@ class Run(object):
         requests = self.plan_requests(owned.addresses, owned.ours)
         self.plan.result['changed'] = bool(self.link_steps or requests)
         steps = self.plan.steps
-        steps.extend(self.link_step(step) for step in self.link_steps if step != 'delete')
+        # The kernel ignores an alias in the create request: it is set right after.
+        for step in self.link_steps:
+            if step != 'delete':
+                steps.extend(self.link_step(each) for each in (['create', 'mark'] if step == 'create' else [step]))
         if 'up' in self.link_steps:
             steps.append(engine.Step('address and route requests, planned once %s is up' % self.ifname, self.replan))
         else:
@@ -519,8 +522,6 @@ class Run(object):
                     exc = KernelError('cannot create or bring up interface %s (kind %s): %s' % (ifname, kind, exc))
                 raise stopped(exc, self.applied) from None
             self.applied.append(text)
-            if step == 'create':  # the kernel ignores an alias in the create request
-                self.link_step('mark').action(kernel, _check_mode)
         return engine.Step(text, action)
 
     def sender(self, wave):

@@ -217,6 +217,13 @@ def test_a_failure_in_a_wave_reports_exactly_what_the_kernel_acked():
     assert_in_shape(fake, ['fd00:10:96::2', '10.96.0.2', '10.96.0.3', VIP4, VIP6])
 
 
+def test_a_failure_after_the_link_was_created_lists_it_as_applied():
+    fake = FakeNetlink('empty', fail={'link set %s alias clusternet.node' % IF: errno.EPERM})
+    result = failure(fake)
+    assert result['applied'] == ['link add %s type ifb' % IF] and result['changed'] is True
+    assert 'acknowledged before: 1, listed in applied. Applied: link add %s type ifb. Not applied: link set %s alias' % (IF, IF) in result['msg']
+
+
 def test_a_failed_interface_creation_names_the_request_and_applied_nothing():
     fake = FakeNetlink('empty', fail={'link add %s type dummy' % IF: errno.EOPNOTSUPP})
     result = failure(fake, link_kind='dummy')
