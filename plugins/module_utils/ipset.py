@@ -800,7 +800,8 @@ class Engine(object):
             batch, result, before, after = _plan_absent(names, live, owned.references, batch)
         result['changed'] = bool(batch)
         plan = Plan(result=result)
-        plan.diff = {'before': ''.join(before), 'after': ''.join(after)}
+        text = {'before': ''.join(before), 'after': ''.join(after)}  # its add lines, as before the engine
+        plan.diff = lambda: text
         plan.warnings = ['%s the temporary set %s an interrupted run left' % ('would destroy' if self.check_mode else 'destroyed', tmp)
                          for tmp in owned.stale]
         if batch:
