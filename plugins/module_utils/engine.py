@@ -120,9 +120,28 @@ def execute(engine, kernel, params, check_mode=False, diff=False, warn=None):
     return result
 
 
+# A message quoting a huge value (a 5 MB comment) is cut in the middle: its head names the
+# value, its tail says why.
+MESSAGE_HEAD, MESSAGE_TAIL = 600, 300
+
+
+def readable(msg):
+    """msg, or its head and tail around a note of how many characters were cut."""
+    if len(msg) <= MESSAGE_HEAD + MESSAGE_TAIL + 100:
+        return msg
+    cut = len(msg) - MESSAGE_HEAD - MESSAGE_TAIL
+    return '%s ... [%d characters cut] ... %s' % (msg[:MESSAGE_HEAD], cut, msg[-MESSAGE_TAIL:])
+
+
+def report(module, action):
+    """action()'s result, or the module's one fail_json: every failure of every module of the
+    collection ends here, with what was applied beside the (readable) message."""
+    try:
+        return action()
+    except (EngineError, KernelError, LockError) as exc:
+        module.fail_json(msg=readable(str(exc)), **getattr(exc, 'result', {}))
+
+
 def run(module, engine, kernel):
     """The module's result, or its one fail_json with what was applied."""
-    try:
-        return execute(engine, kernel, module.params, module.check_mode, module._diff, module.warn)
-    except EngineError as exc:
-        module.fail_json(msg=str(exc), **exc.result)
+    return report(module, lambda: execute(engine, kernel, module.params, module.check_mode, module._diff, module.warn))

@@ -23,7 +23,7 @@ import socket
 import struct
 import traceback
 
-from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError
+from ansible_collections.clusternet.node.plugins.module_utils.engine import EngineError, KernelError
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, FULL_PREFIX, IPV4, IPV6, parse_address
 from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 
@@ -37,6 +37,12 @@ try:
 except ImportError:
     HAS_PYROUTE2 = False
     PYROUTE2_IMPORT_ERROR = traceback.format_exc()
+
+
+def missing_pyroute2():
+    """Fail a run that needs netlink on a node without pyroute2 (through engine.report)."""
+    from ansible.module_utils.basic import missing_required_lib
+    raise EngineError(missing_required_lib('pyroute2'), result={'exception': PYROUTE2_IMPORT_ERROR})
 
 AF = {IPV4: socket.AF_INET, IPV6: socket.AF_INET6}
 FAMILY_OF_AF = dict((v, k) for k, v in AF.items())

@@ -565,8 +565,7 @@ def run(module, kernel=None):
     """The module's result (engine.run over netlink.Kernel, or kernel)."""
     if kernel is None:
         if not netlink.HAS_PYROUTE2:
-            from ansible.module_utils.basic import missing_required_lib
-            module.fail_json(msg=missing_required_lib('pyroute2'), exception=netlink.PYROUTE2_IMPORT_ERROR)
+            return engine.report(module, netlink.missing_pyroute2)
         kernel = netlink.Kernel(module)
     try:
         return engine.run(module, Engine(), kernel)
