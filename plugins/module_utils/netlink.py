@@ -44,6 +44,7 @@ def missing_pyroute2():
     from ansible.module_utils.basic import missing_required_lib
     raise EngineError(missing_required_lib('pyroute2'), result={'exception': PYROUTE2_IMPORT_ERROR})
 
+
 AF = {IPV4: socket.AF_INET, IPV6: socket.AF_INET6}
 FAMILY_OF_AF = dict((v, k) for k, v in AF.items())
 TABLE_MAIN = 254
