@@ -11,6 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_nft as topology  # noqa: E402  (the dual-stack site, kube-proxy's tables)
+import test_roles as roles  # noqa: E402  (node_network on the lab's intent)
 
 site = topology.site
 EXT4, INT4, PLAIN4, OUT4, GW4, VIP4 = topology.EXT4, topology.INT4, topology.PLAIN4, topology.OUT4, topology.GW4, topology.VIP4
@@ -138,3 +139,16 @@ def test_real_traffic_dual_stack_beside_kube_proxy(site):
     assert connect(outside, EXT4) is None and connect(outside, EXT6) is None, 'a removed FIP no longer reaches in'
     assert connect(internal, OUT6, INT6) == (OUT6, GW6), 'its internal host is masqueraded again'
     assert topology.foreign(gateway) == foreign
+
+
+def test_node_network_role_on_the_nftables_backend(netns):
+    """clusternet_nat_backend through node_network and node_apply, on the lab's gw1: its masquerade
+    and FIPs in our nft tables, nothing of ours in iptables, a rerun changes nothing, removal empties nft."""
+    roles.as_node(netns, 'gw1')
+    roles.converge(netns, roles.LAB, 'gw1', clusternet_nat_backend='nftables')
+    assert holds(netns, 'ip', ['elements = { 10.42.0.0/16 }', 'elements = { 10.42.3.0/24 }', 'elements = { 198.51.100.10 : 10.42.1.5 }'])
+    assert holds(netns, 'ip6', ['elements = { 2001:db8:42::/56 }', 'elements = { 2001:db8:100::10 : 2001:db8:42:1::5 }'])
+    assert 'CLUSTERNET' not in netns.out('iptables-save -t nat; ip6tables-save -t nat')
+    assert roles.converge(netns, roles.LAB, 'gw1', clusternet_nat_backend='nftables').stats['changed'] == 0
+    roles.converge(netns, None, 'gw1', state='absent', clusternet_nat_backend='nftables')
+    assert netns.out('nft list ruleset') == ''
