@@ -188,6 +188,7 @@ ipv4:
       sample: [{external_ip: 198.51.100.10, internal_ip: 10.0.0.5}]
     payload:
       description: The (ip6)tables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+        With O(backend=nftables), the C(nft -f) input that replaces the whole table.
       type: str
       sample: "*nat\n:CLUSTERNET-FIP-DNAT - [0:0]\n...\nCOMMIT\n"
     applied:

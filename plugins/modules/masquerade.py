@@ -146,6 +146,8 @@ EXAMPLES = r'''
 RETURN = r'''
 ipv4:
   description: What this module manages in the IPv4 nat table, as iptables-save lines, and the transaction applied.
+    With O(backend=nftables) the lines are the C(nft -f) lines that declare the masquerade part of C(ip clusternet),
+    C(before) starting with a C(# drift:) line for anything found in the table that a run would not write.
   returned: always
   type: dict
   contains:
@@ -163,6 +165,7 @@ ipv4:
         - -A CLUSTERNET-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "clusternet masq" -j RETURN
     payload:
       description: The iptables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+        With O(backend=nftables), the C(nft -f) input that replaces the whole table.
       type: str
       sample: "*nat\n:CLUSTERNET-POSTRTG - [0:0]\n...\nCOMMIT\n"
     applied:
