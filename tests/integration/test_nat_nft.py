@@ -114,6 +114,20 @@ def test_fip_removal_flushes_conntrack_of_the_mapping_only(netns):
     assert flows(netns) == ['1003'], 'both directions of both families went, the unrelated entry stays'
 
 
+
+def test_fip_remap_flushes_the_old_mapping_only(netns):
+    netns.module('fip', FIPS)
+    netns.run('conntrack -I -p tcp -s 203.0.113.2 -d %s --sport 1000 --dport 80 --state ESTABLISHED -u SEEN_REPLY -t 300'
+              ' && conntrack -I -p tcp -s %s -d 203.0.113.2 --sport 1001 --dport 80 --state ESTABLISHED -u SEEN_REPLY -t 300'
+              ' && conntrack -I -p tcp -s 2001:db8:1::2 -d %s --sport 1002 --dport 80 --state ESTABLISHED -u SEEN_REPLY -t 300'
+              % (EXT4, INT4, EXT6))
+    remap = dict(FIPS, floating_ips=[{'external_ip': EXT4, 'internal_ip': '10.0.0.6'}, FIPS['floating_ips'][1]])
+    result = netns.module('fip', remap)
+    assert result['ipv4']['changed'] == [{'external_ip': EXT4, 'internal_ip': '10.0.0.6', 'previous_internal_ip': INT4}]
+    assert result['ipv4']['conntrack_flushed'] == 2 and result['ipv6']['conntrack_flushed'] == 0
+    assert flows(netns) == ['1002'], 'the remapped FIP lost both directions, the IPv6 FIP kept its flow'
+    assert holds(netns, 'ip', ['elements = { %s : 10.0.0.6 }' % EXT4, 'elements = { 10.0.0.6 : %s }' % EXT4])
+
 def test_refusals_name_the_value_and_write_nothing(netns):
     failed = netns.module('fip', dict(FIPS, purge_other_backend=True), expect_failure=True)
     assert 'purge_other_backend is not supported with backend nftables' in failed['msg']

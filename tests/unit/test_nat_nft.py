@@ -7,6 +7,7 @@ import os
 
 import pytest
 from ansible_collections.clusternet.node.plugins.module_utils import nat_nft, nft
+from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'nft')
 A = ipaddress.ip_address
@@ -144,3 +145,16 @@ def test_bad_values_are_refused_by_each_modules_own_validation():
     with pytest.raises(ValueError, match='internal_ip 10.0.0.5 is listed twice'):
         nat_nft.FipEngine().validate(dict(FIP_PARAMS, floating_ips=[{'external_ip': '198.51.100.1', 'internal_ip': '10.0.0.5'},
                                                                     {'external_ip': '198.51.100.2', 'internal_ip': '10.0.0.5'}]))
+
+
+class Host(object):
+    """What nat_nft.Kernel asks of AnsibleModule: where nft is (here: nowhere)."""
+
+    def get_bin_path(self, name):
+        assert name == 'nft'
+        return None
+
+
+def test_a_host_without_nft_is_refused_naming_the_package():
+    with pytest.raises(KernelError, match=r'nft is not installed: backend nftables needs the nftables package \(nft >= 1.0.1\)'):
+        nat_nft.Kernel(Host()).preflight()
