@@ -5,15 +5,20 @@ mode, keep each other's half, repair tampering, leave kube-proxy's tables and ip
 byte-identical, flush conntrack on FIP removal, and NAT real traffic. Expectations are nft's own
 listings and traffic as the servers saw it."""
 
+import json
 import os
 import re
 import sys
 
+from harness import run_playbook
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_nft as topology  # noqa: E402  (the dual-stack site, kube-proxy's tables)
+import test_persist as persist  # noqa: E402  (the state directories and the boot runner)
 import test_roles as roles  # noqa: E402  (node_network on the lab's intent)
 
 site = topology.site
+dirs = persist.dirs
 EXT4, INT4, PLAIN4, OUT4, GW4, VIP4 = topology.EXT4, topology.INT4, topology.PLAIN4, topology.OUT4, topology.GW4, topology.VIP4
 EXT6, INT6, PLAIN6, OUT6, GW6, VIP6 = topology.EXT6, topology.INT6, topology.PLAIN6, topology.OUT6, topology.GW6, topology.VIP6
 MASQ = {'backend': 'nftables', 'cluster_cidrs': ['10.0.0.0/16', 'fd00:10::/56'], 'pod_cidrs': ['10.0.0.0/24', 'fd00:10::/64']}
@@ -166,3 +171,27 @@ def test_node_network_role_on_the_nftables_backend(netns):
     assert roles.converge(netns, roles.LAB, 'gw1', clusternet_nat_backend='nftables').stats['changed'] == 0
     roles.converge(netns, None, 'gw1', state='absent', clusternet_nat_backend='nftables')
     assert netns.out('nft list ruleset') == ''
+
+
+
+def test_the_boot_runner_restores_our_tables(netns, dirs):
+    """node_network with persistence on nftables: the calls persisted carry the backend, and the
+    standalone runner rebuilds our tables after they are gone, as the converge left them."""
+    state_dir, unit_dir = dirs
+    persist.as_gw1(netns)
+    play = [{'hosts': 'all', 'gather_facts': False, 'roles': ['clusternet.node.node_network'], 'vars': {
+        'clusternet_cluster': roles.LAB, 'clusternet_node_name': 'gw1', 'clusternet_vip_link_kind': 'ifb',
+        'clusternet_nat_backend': 'nftables', 'persistence_dir': state_dir, 'persistence_unit_dir': unit_dir}}]
+    proc = run_playbook(json.dumps(play), netns=netns.name)
+    assert json.loads(proc.stdout)['stats']['localhost']['failures'] == 0, proc.stdout[-6000:]
+    with open(os.path.join(state_dir, 'state.json')) as handle:
+        calls = dict((call['module'], call['args']) for call in json.load(handle)['calls'])
+    assert calls['masquerade']['backend'] == 'nftables' and calls['fip']['backend'] == 'nftables'
+    converged = netns.out('nft list ruleset')
+    assert '198.51.100.10 : 10.42.1.5' in converged and 'masq-postrouting' in converged
+    netns.run('nft delete table ip clusternet && nft delete table ip6 clusternet')
+    assert netns.out('nft list ruleset') == ''
+    proc = persist.restore(netns, state_dir, sys.executable)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert netns.out('nft list ruleset') == converged
+    assert 'CLUSTERNET' not in netns.out('iptables-save -t nat; ip6tables-save -t nat')
