@@ -119,7 +119,6 @@ def test_fip_removal_flushes_conntrack_of_the_mapping_only(netns):
     assert flows(netns) == ['1003'], 'both directions of both families went, the unrelated entry stays'
 
 
-
 def test_fip_remap_flushes_the_old_mapping_only(netns):
     netns.module('fip', FIPS)
     netns.run('conntrack -I -p tcp -s 203.0.113.2 -d %s --sport 1000 --dport 80 --state ESTABLISHED -u SEEN_REPLY -t 300'
@@ -132,6 +131,7 @@ def test_fip_remap_flushes_the_old_mapping_only(netns):
     assert result['ipv4']['conntrack_flushed'] == 2 and result['ipv6']['conntrack_flushed'] == 0
     assert flows(netns) == ['1002'], 'the remapped FIP lost both directions, the IPv6 FIP kept its flow'
     assert holds(netns, 'ip', ['elements = { %s : 10.0.0.6 }' % EXT4, 'elements = { 10.0.0.6 : %s }' % EXT4])
+
 
 def test_refusals_name_the_value_and_write_nothing(netns):
     failed = netns.module('fip', dict(FIPS, purge_other_backend=True), expect_failure=True)
@@ -171,7 +171,6 @@ def test_node_network_role_on_the_nftables_backend(netns):
     assert roles.converge(netns, roles.LAB, 'gw1', clusternet_nat_backend='nftables').stats['changed'] == 0
     roles.converge(netns, None, 'gw1', state='absent', clusternet_nat_backend='nftables')
     assert netns.out('nft list ruleset') == ''
-
 
 
 def test_the_boot_runner_restores_our_tables(netns, dirs):

@@ -83,9 +83,10 @@ def test_masquerade_in_sync_writes_nothing(cidrs):
 
 def test_tampering_is_repaired_by_either_module_to_the_clean_table():
     read = tables('ipv4-tampered.json.txt')
-    for engine, params, seen in ((nat_nft.MasqueradeEngine(), dict(MASQ_PARAMS, **IPV4_CIDRS), read),
-                           (nat_nft.FipEngine(), dict(FIP_PARAMS, floating_ips=[{'external_ip': '198.51.100.10', 'internal_ip': '10.42.1.5'},
-                                                                               {'external_ip': '198.51.100.11', 'internal_ip': '10.42.1.6'}]), (read, {}))):
+    fips = [{'external_ip': '198.51.100.10', 'internal_ip': '10.42.1.5'}, {'external_ip': '198.51.100.11', 'internal_ip': '10.42.1.6'}]
+    cases = ((nat_nft.MasqueradeEngine(), dict(MASQ_PARAMS, **IPV4_CIDRS), read),
+             (nat_nft.FipEngine(), dict(FIP_PARAMS, floating_ips=fips), (read, {})))
+    for engine, params, seen in cases:
         result = plan(engine, params, seen)
         assert result.result['changed'] is True
         assert result.result['ipv4']['payload'] == recorded('ipv4-full.nft')
