@@ -45,6 +45,7 @@ requirements:
   - nft >= 1.0.1 (package nftables) with O(backend=nftables)
 extends_documentation_fragment:
   - clusternet.node.attributes
+  - clusternet.node.nat_backend
 options:
   floating_ips:
     description:
@@ -103,30 +104,6 @@ options:
     type: bool
     default: false
     version_added: 0.2.0
-  backend:
-    description:
-      - V(iptables) keeps the rules in the C(nat) tables of iptables and ip6tables, as described above.
-      - "V(nftables) keeps them in nftables tables of this collection's own, C(ip clusternet) and C(ip6 clusternet)
-        (not C(inet): no set type holds both families), shared by M(clusternet.node.masquerade) and
-        M(clusternet.node.fip); each run reads the whole table of a family (C(nft -j list table)) and, unless it already
-        holds exactly the intended content, writes it whole in one C(nft -f) transaction, keeping the other module's part.
-        Everything inside those tables is this collection's: anything else found there is removed by the next run of either
-        module; nothing outside them (kube-proxy's C(kube-proxy) tables, Flannel's, iptables-nft's C(ip nat)) is read or written.
-        Needs C(nft) >= 1.0.1."
-      - "Hook priorities of the nftables chains, all C(type nat): FIP DNAT at -90 in C(prerouting) and C(output), FIP SNAT at
-        105 and the masquerade at 110 in C(postrouting). kube-proxy's nftables mode, Flannel and iptables-nft hook at -100 (dstnat)
-        and 100 (srcnat), so their NAT takes effect first: a kube-proxy service DNAT wins over a FIP, kube-proxy's
-        mark-0x4000 masquerade over the FIP SNAT, and a FIP's SNAT over the masquerade."
-      - "With V(nftables) the FIPs are two maps, C(fip-dnat) (external to internal) and C(fip-snat) (internal to external),
-        each used by one rule (chains C(fip-prerouting), C(fip-output), C(fip-postrouting)), so a packet costs one map lookup
-        however many FIPs there are. Conntrack is flushed on removal and remap exactly as with V(iptables).
-        O(dnat_chain), O(snat_chain) and O(allow_foreign_chain) apply to V(iptables) only."
-      - Moving between backends does not remove the other backend's rules yet (run O(state=absent) with the old backend first),
-        and O(purge_other_backend) is refused with V(nftables).
-    type: str
-    choices: [iptables, nftables]
-    default: iptables
-    version_added: 0.2.0
   state:
     description:
       - V(present) adds or updates the listed FIPs; V(absent) removes them.
@@ -134,6 +111,10 @@ options:
     choices: [present, absent]
     default: present
 notes:
+  - "With V(nftables) the FIPs are two maps, C(fip-dnat) (external to internal) and C(fip-snat) (internal to external),
+    each used by one rule (chains C(fip-prerouting), C(fip-output), C(fip-postrouting)), so a packet costs one map lookup
+    however many FIPs there are. Conntrack is flushed on removal and remap exactly as with V(iptables).
+    O(dnat_chain), O(snat_chain) and O(allow_foreign_chain) apply to V(iptables) only."
   - Conntrack entries are read and deleted over netlink with pyroute2. The table is dumped unfiltered and matched in
     Python, because the kernel's IPv6 address filter is not reliable on every kernel; each match is deleted by its
     original tuple (ports or GRE keys included), so C(conntrack_flushed) is exact. Entries in a non-default

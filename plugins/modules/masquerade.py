@@ -43,6 +43,7 @@ requirements:
   - nft >= 1.0.1 (package nftables) with O(backend=nftables)
 extends_documentation_fragment:
   - clusternet.node.attributes
+  - clusternet.node.nat_backend
 options:
   cluster_cidrs:
     description:
@@ -94,35 +95,16 @@ options:
     type: bool
     default: false
     version_added: 0.2.0
-  backend:
-    description:
-      - V(iptables) keeps the rules in the C(nat) tables of iptables and ip6tables, as described above.
-      - "V(nftables) keeps them in nftables tables of this collection's own, C(ip clusternet) and C(ip6 clusternet)
-        (not C(inet): no set type holds both families), shared by M(clusternet.node.masquerade) and
-        M(clusternet.node.fip); each run reads the whole table of a family (C(nft -j list table)) and, unless it already
-        holds exactly the intended content, writes it whole in one C(nft -f) transaction, keeping the other module's part.
-        Everything inside those tables is this collection's: anything else found there is removed by the next run of either
-        module; nothing outside them (kube-proxy's C(kube-proxy) tables, Flannel's, iptables-nft's C(ip nat)) is read or written.
-        Needs C(nft) >= 1.0.1."
-      - "Hook priorities of the nftables chains, all C(type nat): FIP DNAT at -90 in C(prerouting) and C(output), FIP SNAT at
-        105 and the masquerade at 110 in C(postrouting). kube-proxy's nftables mode, Flannel and iptables-nft hook at -100 (dstnat)
-        and 100 (srcnat), so their NAT takes effect first: a kube-proxy service DNAT wins over a FIP, kube-proxy's
-        mark-0x4000 masquerade over the FIP SNAT, and a FIP's SNAT over the masquerade."
-      - "With V(nftables) the cluster and pod CIDRs are interval sets (C(masq-cluster), C(masq-pod), overlapping and adjacent
-        networks merged, and reported so in RV(ipv4.added) and RV(ipv4.removed)) used by Flannel's rule order in chain
-        C(masq-postrouting); O(chain), O(comment) and O(allow_foreign_chain) apply to V(iptables) only."
-      - Moving between backends does not remove the other backend's rules yet (run O(state=absent) with the old backend first),
-        and O(purge_other_backend) is refused with V(nftables).
-    type: str
-    choices: [iptables, nftables]
-    default: iptables
-    version_added: 0.2.0
   state:
     description:
       - V(present) keeps the rules for the given CIDRs; V(absent) removes the chain and its jumps in both families.
     type: str
     choices: [present, absent]
     default: present
+notes:
+  - "With V(nftables) the cluster and pod CIDRs are interval sets (C(masq-cluster), C(masq-pod), overlapping and adjacent
+    networks merged, and reported so in RV(ipv4.added) and RV(ipv4.removed)) used by Flannel's rule order in chain
+    C(masq-postrouting); O(chain), O(comment) and O(allow_foreign_chain) apply to V(iptables) only."
 '''
 
 EXAMPLES = r'''

@@ -20,8 +20,15 @@ def load(*parts):
 
 
 def module_options(name):
+    """The module's documented options, with those of the collection's doc fragments it extends."""
     module = importlib.import_module('ansible_collections.clusternet.node.plugins.modules.' + name)
-    return yaml.safe_load(module.DOCUMENTATION)['options']
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    options = {}
+    for fragment in doc.get('extends_documentation_fragment', []):
+        plugin = importlib.import_module('ansible_collections.clusternet.node.plugins.doc_fragments.' + fragment.split('.')[-1])
+        options.update(yaml.safe_load(plugin.ModuleDocFragment.DOCUMENTATION).get('options') or {})
+    options.update(doc['options'])
+    return options
 
 
 def fed_options(role):
