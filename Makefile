@@ -12,12 +12,13 @@ APT_PACKAGES := ipset iptables nftables conntrack iproute2 python3 python3-pyrou
 APT_PACKAGES += graphviz
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup apt venv lock collections cores test unit integration lint molecule build docs bench bench-fleet lab lab-down clean
+.PHONY: help setup apt venv lock collections cores test check unit integration lint molecule build docs bench bench-fleet lab lab-down clean
 
 help:
 	@echo "make lab        converge a podman lab of nodes from inventories/lab and check it"
 	@echo "make test       run every test (unit, integration, lint gates, docsite, molecule, build)"
 	@echo "make docs       build the HTML docsite into build/docs/html (antsibull-docs + Sphinx, offline)"
+	@echo "make check      the edit loop: unit tests on fakes, ruff, changelog lint (no root, no kernel)"
 	@echo "make lock       regenerate requirements/*.lock (every pip install reads one, with hashes)"
 	@echo "make unit | integration | lint | molecule | build | bench | bench-fleet | fuzz | lab-down | clean"
 
@@ -55,6 +56,12 @@ lock:
 # The one test command: the README and .ci/run call exactly this.
 test: setup
 	$(PYTEST) tests
+
+# The edit loop: no root, no kernel, no network (unit tests on fakes, ruff, changelog lint).
+check: venv
+	$(PYTEST) -q tests/unit
+	$(VENV)/bin/ruff check plugins tests bench requirements
+	$(VENV)/bin/antsibull-changelog lint
 
 unit: venv
 	$(PYTEST) tests/unit

@@ -73,7 +73,11 @@ def measure(family, kernel, lib, lib_read):
     tx = nft.table_transaction(family, *content(family))
     text = tx.render()
     cli_write = median(lambda: kernel.apply(tx))
-    lib_write = median(lambda: lib.cmd(text)[0] == 0 or sys.exit('libnftables refused the transaction'))
+
+    def lib_apply():
+        if lib.cmd(text)[0] != 0:
+            raise SystemExit('libnftables refused the transaction')
+    lib_write = median(lib_apply)
     for way, read in (('cli', lambda: kernel.read(family)), ('lib', lambda: lib_read(family))):
         table = nft.parse_table(family, read())
         assert len(table.fips) == FIPS and table.drift == [], (way, table.drift)
@@ -84,6 +88,7 @@ def measure(family, kernel, lib, lib_read):
     print('%s %d FIPs: read+parse  cli %.3f s  lib %.3f s   (read alone: cli %.3f s  lib %.3f s)' % (
         family, FIPS, cli_read, lib_read_parse, cli_raw, lib_raw))
     print('%s %d FIPs: apply       cli %.3f s  lib %.3f s' % (family, FIPS, cli_write, lib_write))
+
 
 def main():
     if not os.path.exists(SYSTEM_PYTHON) or subprocess.run([SYSTEM_PYTHON, '-c', 'import nftables'], check=False).returncode:

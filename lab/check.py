@@ -4,11 +4,15 @@
 kernel holds it, run real-traffic checks derived from the inventory's cluster intent,
 and end with one verdict line; exit 1 when any check failed.
 
-usage: check.py INVENTORY [RECAP_LOG] [--expect-unchanged] [--reboot NODE]
+usage: check.py INVENTORY [RECAP_LOG] [--expect-unchanged] [--reboot NODE] [--tamper NODE]
 
 With RECAP_LOG (the converge's output) the recap is checked too. With --reboot NODE,
 NODE is then rebooted with no playbook run (lab/reboot.py): its dumps must equal those
 before, its clusternet-node.service must be active, and every traffic check runs again.
+With --tamper NODE, NODE's host state is then tampered with (lab/tamper.py): within its
+reconcile interval clusternet-node-reconcile.service must journal and repair the drift of
+each module tampered with, its metric file must count those repairs, and every traffic
+check runs again.
 """
 
 import argparse
@@ -23,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hoststate as hs  # noqa: E402
 import labnet  # noqa: E402
 import reboot  # noqa: E402
+import tamper  # noqa: E402
 
 # The roles' defaults, which the lab keeps.
 VIP_DEV = 'kube-dummy-if'
@@ -133,12 +138,33 @@ def traffic(verdict, hosts, cluster, lab, after=''):
                 answer.get('source'), answer.get('peer'), node_ips[fam]) if 'error' not in answer else answer['error'])
 
 
+def check_tamper(verdict, node, done):
+    """The reconcile's journal names a drifted object of each module tampered with; its
+    metric file counts a repair for each."""
+    print('  tampered:\n    %s' % '\n    '.join(done['done']))
+    print('  journal of %s:\n    %s' % (tamper.UNIT, done['journal'].replace('\n', '\n    ')))
+    modules = ('ipset', 'masquerade', 'vip')
+    unjournaled = [module for module in modules if 'drift: module=%s ' % module not in done['journal']]
+    verdict.check('%s tampered: drift journaled' % node, not unjournaled and 'repaired' in done['journal'],
+                  'a drifted object of each of %s, then repaired, %.0f s after the tampering' % (', '.join(modules), done['seconds'])
+                  if not unjournaled else 'no drift line for %s' % ', '.join(unjournaled))
+
+    def repairs(metrics, module):
+        return sum(value for (name, labels), value in metrics.items()
+                   if name == 'clusternet_node_reconcile_repairs_total' and dict(labels)['module'] == module)
+    uncounted = [module for module in modules if repairs(done['after'], module) <= repairs(done['before'], module)]
+    verdict.check('%s tampered: metrics' % node, not uncounted and done['after'].get(('clusternet_node_reconcile_success', ())) == 1,
+                  '%s: clusternet_node_reconcile_repairs_total went up for %s, last reconcile succeeded' % (
+                      tamper.METRICS, ', '.join(modules)) if not uncounted else 'no repair counted for %s' % ', '.join(uncounted))
+
+
 def main(argv):
     parser = argparse.ArgumentParser()
     parser.add_argument('inventory')
     parser.add_argument('recap', nargs='?', help='the converge output whose recap is checked')
     parser.add_argument('--expect-unchanged', action='store_true', help='the lab existed already: site.yml must change nothing')
     parser.add_argument('--reboot', metavar='NODE', help='then reboot NODE with no playbook run and check again')
+    parser.add_argument('--tamper', metavar='NODE', help='then tamper with NODE\'s host state, wait for its reconcile, check again')
     args = parser.parse_args(argv)
 
     nodes = inventory(args.inventory)
@@ -166,6 +192,11 @@ def main(argv):
                       'ipset save, nat both families, kube-dummy-if, local routes both families equal those before'
                       if done['equal'] else done['diff'])
         traffic(verdict, hosts, cluster, lab, after=' after %s reboot' % args.reboot)
+
+    if args.tamper:
+        print('\n== tamper %s, no playbook run ==' % args.tamper)
+        check_tamper(verdict, args.tamper, tamper.run(nodes[args.tamper]['ansible_host']))
+        traffic(verdict, hosts, cluster, lab, after=' after %s tamper' % args.tamper)
 
     if verdict.failed:
         print('\nLAB FAILED: %d of %d checks failed: %s' % (len(verdict.failed), verdict.total, ', '.join(verdict.failed)))

@@ -6,9 +6,13 @@
 #         traffic checks and verdict (exit 1 when a check fails).
 #         Then the floating-IP gateway reboots with no playbook run (lab/reboot.py):
 #         its host state must come back from clusternet-node.service alone, and the
-#         checks run again; the verdict covers both.
+#         checks run again; then the same node is tampered with (lab/tamper.py) and
+#         its reconcile timer must journal, count and repair the drift within its
+#         interval (the lab's is 10 s); the verdict covers all three.
 #   reboot NODE: restart NODE's container (fresh netns, systemd boot), wire its eth0
 #         again, compare its host state before and after (lab/reboot.py).
+#   tamper NODE: flush NODE's masquerade chain, delete a VIP route, remove a set entry,
+#         flap kube-dummy-if; wait for its reconcile, then the checks (lab/check.py --tamper).
 #   check: lab/check.py's summary and traffic checks, without converging.
 #   down: every container and the switch netns of the lab, and the node image.
 # Nothing here touches the root network namespace: see lab/labnet.py.
@@ -56,7 +60,7 @@ up() {
     local gateway
     gateway=$("$VENV/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["clusternet_cluster"]["floating_ips"][0]["gateway"])' \
         "$INVENTORY/group_vars/all/cluster.yml")
-    ANSIBLE_FORCE_COLOR=0 "$VENV/bin/python" lab/check.py "$INVENTORY" "$log" "${expect[@]}" --reboot "$gateway"
+    ANSIBLE_FORCE_COLOR=0 "$VENV/bin/python" lab/check.py "$INVENTORY" "$log" "${expect[@]}" --reboot "$gateway" --tamper "$gateway"
 }
 
 down() {
@@ -76,6 +80,8 @@ case "${1:-}" in
     down) down ;;
     reboot) [ -n "${2:-}" ] || { echo "usage: $0 reboot NODE" >&2; exit 2; }
         "$VENV/bin/python" lab/reboot.py "$INVENTORY" "$2" ;;
+    tamper) [ -n "${2:-}" ] || { echo "usage: $0 tamper NODE" >&2; exit 2; }
+        ANSIBLE_FORCE_COLOR=0 "$VENV/bin/python" lab/check.py "$INVENTORY" --tamper "$2" ;;
     check) ANSIBLE_FORCE_COLOR=0 "$VENV/bin/python" lab/check.py "$INVENTORY" ;;
-    *) echo "usage: $0 up|down|reboot NODE|check" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|reboot NODE|tamper NODE|check" >&2; exit 2 ;;
 esac

@@ -26,8 +26,8 @@ from ansible_collections.clusternet.node.plugins.filter.node_state import absent
 EXTRA_OPTIONS = {
     'ipset': ('exclusive',),
     'vip': ('interface', 'link_kind', 'exclusive', 'adopt'),
-    'masquerade': ('chain', 'comment', 'random_fully', 'skip_mark', 'allow_foreign_chain', 'purge_other_backend'),
-    'fip': ('exclusive', 'dnat_chain', 'snat_chain', 'flush_conntrack', 'allow_foreign_chain', 'purge_other_backend'),
+    'masquerade': ('chain', 'comment', 'random_fully', 'skip_mark', 'allow_foreign_chain', 'purge_other_backend', 'backend'),
+    'fip': ('exclusive', 'dnat_chain', 'snat_chain', 'flush_conntrack', 'allow_foreign_chain', 'purge_other_backend', 'backend'),
 }
 # Module result keys kept per call (diffs go to the task's diff): the rest (invocation,
 # per-family dumps) grows with the cluster and is not carried into the play's results.

@@ -24,7 +24,13 @@ from ansible_collections.clusternet.node.plugins.module_utils.lock import LockEr
 
 
 class KernelError(Exception):
-    """A kernel read or write failed; the message names the tool or call."""
+    """A kernel read or write failed; the message names the tool or call. applied: the parts of
+    a batched write the kernel acknowledged before it failed (a netlink send runs every request
+    in it, even after one it refuses); the step itself still counts as not applied."""
+
+    def __init__(self, msg, applied=()):
+        super(KernelError, self).__init__(msg)
+        self.applied = list(applied)
 
 
 class EngineError(Exception):
@@ -50,7 +56,8 @@ class Step(object):
 class Plan(object):
     """What a run would do: result (the module's keys: per family added/removed, ...), steps in
     order, preflight (callables of the kernel, checked before any step runs; they raise EngineError),
-    warnings, and before/after: {family: [lines]} for diff mode."""
+    warnings, and before/after: {family: [lines]} for diff mode, or diff: a callable returning
+    diff mode's {before, after} itself, called after apply (an engine whose view is not per family)."""
 
     def __init__(self, result=None, steps=None, before=None, after=None):
         self.result = result if result is not None else {}
@@ -59,6 +66,7 @@ class Plan(object):
         self.warnings = []
         self.before = before or {}
         self.after = after or {}
+        self.diff = None
 
 
 def render_diff(before, after):
@@ -70,14 +78,15 @@ def render_diff(before, after):
 
 def apply(kernel, steps, result, check_mode):
     """Run the steps in order; the first KernelError becomes an EngineError that names the steps
-    applied before it and those not applied, with result (changed: whether anything was applied)."""
+    applied before it (and the parts of its own step the kernel acked, KernelError.applied) and
+    those not applied, with result (changed: whether anything was applied)."""
     if check_mode:
         steps = [Step(step.check_label, step.action) for step in steps if step.check_label]
     for index, step in enumerate(steps):
         try:
             step.action(kernel, check_mode)
         except KernelError as exc:
-            done = [s.label for s in steps[:index]]
+            done = [s.label for s in steps[:index]] + exc.applied
             left = [s.label for s in steps[index:]]
             result['changed'] = bool(done) and not check_mode
             raise EngineError('%s. Applied: %s. Not applied: %s.' % (exc, ', '.join(done) or 'nothing', ', '.join(left)),
@@ -107,13 +116,32 @@ def execute(engine, kernel, params, check_mode=False, diff=False, warn=None):
     except LockError as exc:
         raise EngineError(str(exc)) from None
     if diff:
-        result['diff'] = render_diff(plan.before, plan.after)
+        result['diff'] = plan.diff() if plan.diff else render_diff(plan.before, plan.after)
     return result
+
+
+# A message quoting a huge value (a 5 MB comment) is cut in the middle: its head names the
+# value, its tail says why.
+MESSAGE_HEAD, MESSAGE_TAIL = 600, 300
+
+
+def readable(msg):
+    """msg, or its head and tail around a note of how many characters were cut."""
+    if len(msg) <= MESSAGE_HEAD + MESSAGE_TAIL + 100:
+        return msg
+    cut = len(msg) - MESSAGE_HEAD - MESSAGE_TAIL
+    return '%s ... [%d characters cut] ... %s' % (msg[:MESSAGE_HEAD], cut, msg[-MESSAGE_TAIL:])
+
+
+def report(module, action):
+    """action()'s result, or the module's one fail_json: every failure of every module of the
+    collection ends here, with what was applied beside the (readable) message."""
+    try:
+        return action()
+    except (EngineError, KernelError, LockError) as exc:
+        module.fail_json(msg=readable(str(exc)), **getattr(exc, 'result', {}))
 
 
 def run(module, engine, kernel):
     """The module's result, or its one fail_json with what was applied."""
-    try:
-        return execute(engine, kernel, module.params, module.check_mode, module._diff, module.warn)
-    except EngineError as exc:
-        module.fail_json(msg=str(exc), **exc.result)
+    return report(module, lambda: execute(engine, kernel, module.params, module.check_mode, module._diff, module.warn))

@@ -12,7 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.clusternet.node.plugins.module_utils import fip, ipset, netlink
+from ansible_collections.clusternet.node.plugins.module_utils import engine, fip, ipset, netlink
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6
@@ -132,20 +132,9 @@ def other_backend(tables, others):
 
 # --- kernel I/O ---------------------------------------------------------------
 
-def read_ipsets(module):
-    rc, out, err = module.run_command([module.get_bin_path('ipset', required=True), 'save'])
-    if rc != 0:
-        module.fail_json(msg='ipset save failed: %s' % err.strip())
-    try:
-        return ipset.parse_save(out)
-    except ValueError as exc:
-        module.fail_json(msg='ipset save: %s' % exc)
-
-
-def read_links_addresses_routes(module):
+def read_links_addresses_routes():
     if not netlink.HAS_PYROUTE2:
-        from ansible.module_utils.basic import missing_required_lib
-        module.fail_json(msg=missing_required_lib('pyroute2'), exception=netlink.PYROUTE2_IMPORT_ERROR)
+        netlink.missing_pyroute2()
     try:
         ipr = netlink.IPRoute()
         try:
@@ -153,29 +142,31 @@ def read_links_addresses_routes(module):
         finally:
             ipr.close()
     except (netlink.NetlinkError, OSError) as exc:
-        module.fail_json(msg='reading links, addresses and routes over netlink failed: %s' % exc)
+        raise KernelError('reading links, addresses and routes over netlink failed: %s' % exc) from None
 
 
-def run(module, iptables=None):
-    """The facts of the subsets asked for; never changes anything. iptables: the NAT engines'
-    kernel object (ipt.Kernel of module unless given)."""
+def run(module, iptables=None, ipsets=None):
+    """The facts of the subsets asked for; never changes anything. iptables, ipsets: the NAT
+    engines' and the ipset engine's kernel objects (ipt.Kernel, ipset.Kernel of module unless given)."""
+    return engine.report(module, lambda: gather(module, iptables, ipsets))
+
+
+def gather(module, iptables, ipsets):
     subsets = module.params['gather_subset']
     if 'all' in subsets:
         subsets = SUBSETS
     facts = {}
     if 'ipsets' in subsets:
         unmanageable = []
-        facts['ipsets'] = logical_sets(read_ipsets(module), unmanageable)
+        sets = (ipsets or ipset.Kernel(module)).save()  # the ipset engine's reader, every set at once
+        facts['ipsets'] = logical_sets(sets, unmanageable)
         if unmanageable:
             facts['unmanageable_ipsets'] = unmanageable
     if 'vips' in subsets:
-        links, addresses, routes = read_links_addresses_routes(module)
+        links, addresses, routes = read_links_addresses_routes()
         facts['vips'] = vips_of(links, addresses, routes, module.params['interface'])
     if 'masquerade' in subsets or 'floating_ips' in subsets:
-        try:
-            seen = ipt.read(iptables or ipt.Kernel(module), fip.TABLE)  # the NAT engines' reader
-        except KernelError as exc:
-            module.fail_json(msg=str(exc))
+        seen = ipt.read(iptables or ipt.Kernel(module), fip.TABLE)  # the NAT engines' reader
         tables = dict((family, seen[family].table) for family in FAMILIES)
         others = dict((family, seen[family].other) for family in FAMILIES)
         if 'masquerade' in subsets:

@@ -6,6 +6,8 @@ Everything above the "kernel I/O" line is pure. An entry is kept as the exact te
 `ipset save` prints for it (host networks without /32 or /128, IPv6 compressed,
 protocols lowercase, service names as port numbers), so comparing the desired list
 with the kernel's is a comparison of strings and a second run finds nothing to do.
+Below it: Kernel, the seam every ipset command of a run goes through, and the Engine
+that engine.run drives over it (Engine.own decides which sets are ours).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +21,8 @@ import re
 import socket
 import tempfile
 
+from ansible_collections.clusternet.node.plugins.module_utils import engine
+from ansible_collections.clusternet.node.plugins.module_utils.engine import EngineError, KernelError, Plan, Step
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6, family_of_version, parse_address, parse_network
 from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 from ansible_collections.clusternet.node.plugins.module_utils.names import IPSET_MAXNAMELEN, check_interface_name, check_set_name
@@ -360,23 +364,27 @@ def check_nomatch(set_type, desired, desired_nomatch):
             raise ValueError('entry %r is in both entries and nomatch' % both[0])
 
 
-def render_create(name, set_type, family, hashsize=None, maxelem=None):
-    line = 'create %s %s family %s' % (name, set_type, KERNEL_FAMILY[family])
+def create_options(family, hashsize=None, maxelem=None):
+    """The options of a create line: 'family inet hashsize 64 maxelem 1000'."""
+    options = 'family %s' % KERNEL_FAMILY[family]
     if hashsize:
-        line += ' hashsize %d' % hashsize
+        options += ' hashsize %d' % hashsize
     if maxelem:
-        line += ' maxelem %d' % maxelem
-    return line
+        options += ' maxelem %d' % maxelem
+    return options
+
+
+def render_create(name, set_type, family, hashsize=None, maxelem=None):
+    """The create line of a new set (what Transaction.create queues for it)."""
+    return 'create %s %s %s' % (name, set_type, create_options(family, hashsize, maxelem))
 
 
 def render_changes(batch, name, added, removed):
     """A set's delta in place: adds first, so a set being replaced is never empty.
     Only for a delta that fits beside the old entries (see render_swap). `added` are
     labels: 'KEY nomatch' is the ipset restore syntax for a key flagged nomatch."""
-    for label in added:
-        batch.put('add %s %s' % (name, label), name, 'add', label)
-    for key in removed:
-        batch.put('del %s %s' % (name, key), name, 'del', key)
+    batch.add(name, added)
+    batch.delete(name, removed)
 
 
 def render_swap(batch, current, entries, nomatch=frozenset()):
@@ -386,14 +394,17 @@ def render_swap(batch, current, entries, nomatch=frozenset()):
     what `ipset save` printed after them (timeout, counters, comment); `nomatch` are
     the keys to add flagged so."""
     tmp = tmp_name(current.name)
-    batch.put('create %s %s %s' % (tmp, current.type, current.header), tmp, 'create')
-    batch.put('flush %s' % tmp, tmp, 'flush')
-    for key in sorted(entries | nomatch):
-        kept = current.entries if key in entries else current.nomatch
-        extras = current.extras.get(key) if key in kept else ('nomatch' if key in nomatch else None)
-        batch.put('add %s %s %s' % (tmp, key, extras) if extras else 'add %s %s' % (tmp, key), tmp, 'add', key)
+    batch.create(tmp, current.type, current.header)
+    batch.flush(tmp)
+    extras = {}
+    for key in nomatch:
+        extras[key] = current.extras.get(key) if key in current.nomatch else 'nomatch'
+    for key in entries & current.entries:
+        if key in current.extras:
+            extras[key] = current.extras[key]
+    batch.add(tmp, sorted(entries | nomatch), extras)
     # the temporary name last: a line cut short cannot name another set
-    batch.put('swap %s %s' % (current.name, tmp), current.name, 'swap', tmp)
+    batch.swap(current.name, tmp)
     return tmp
 
 
@@ -404,12 +415,9 @@ def render_carry_over(batch, read, old, added, removed):
     run did not touch), then destroy the temporary set."""
     before = read.entries | read.nomatch
     now = old.entries | old.nomatch
-    for key in sorted(now - before):
-        extras = old.extras.get(key)
-        batch.put('add %s %s %s' % (read.name, key, extras) if extras else 'add %s %s' % (read.name, key), read.name, 'add', key)
-    for key in sorted(before - now - set(key_of(label) for label in added + removed)):
-        batch.put('del %s %s' % (read.name, key), read.name, 'del', key)
-    batch.put('destroy %s' % old.name, old.name, 'destroy')
+    batch.add(read.name, sorted(now - before), old.extras)
+    batch.delete(read.name, sorted(before - now - set(key_of(label) for label in added + removed)))
+    batch.destroy(old.name)
 
 
 def render_set(name, entries):
@@ -417,18 +425,75 @@ def render_set(name, entries):
     return ''.join('add %s %s\n' % (name, entry) for entry in sorted(entries))
 
 
-class Batch(list):
-    """`ipset restore` lines, and for each what it does, (set name, action, key), so a
-    failure at line N can say exactly what lines 1 to N-1 did."""
+def _one_line(what, values):
+    """ValueError naming the value unless each is non-empty text on one line (one scan of the joined text)."""
+    joined = ''.join(values)
+    if '\n' in joined or '\r' in joined or '\0' in joined or not all(values):
+        bad = next(value for value in values if not value or '\n' in value or '\r' in value or '\0' in value)
+        raise ValueError('invalid %s %r queued in an ipset restore batch: expected text on one line' % (what, bad[:80]))
+
+
+class Transaction(list):
+    """One `ipset restore -exist` batch, built from typed operations (create, add, delete,
+    flush, swap, destroy), each checked when queued (a set name ipset's parsers read as
+    itself, entries on one line), so a bad value fails before anything is written. The
+    list holds the restore lines; ops says what each does, (set name, action, key), so a
+    failure at line N can say exactly what lines 1 to N-1 did; render() joins the text once.
+    swaps: (set read before the swap, its temporary set's name, added, removed)."""
 
     def __init__(self):
         list.__init__(self)
         self.ops = []
-        self.swaps = []  # (set read before the swap, its temporary set's name, added, removed)
+        self.swaps = []
 
     def put(self, line, target, action, key=None):
+        """Queue one line as it is: the typed operations below check their values first."""
         self.append(line)
         self.ops.append((target, action, key))
+
+    def create(self, name, set_type, header):
+        check_set_name(name)
+        if set_type not in SET_TYPES:
+            raise ValueError('invalid set type %r queued in an ipset restore batch: expected one of %s' % (set_type, ', '.join(SET_TYPES)))
+        line = ' '.join(part for part in ('create', name, set_type, header) if part)
+        _one_line('create line', [line])
+        self.put(line, name, 'create')
+
+    def add(self, name, labels, extras=None):
+        """One add line per label (a key, or 'KEY nomatch'), with what extras gives for a key
+        after it (nomatch, timeout, counters, comment, as `ipset save` printed them)."""
+        if not labels:
+            return
+        check_set_name(name)
+        _one_line('entry of %s' % name, labels)
+        if extras:
+            texts = [extras.get(label) for label in labels]
+            _one_line('entry options of %s' % name, [text for text in texts if text])
+            self.extend(['add %s %s %s' % (name, label, text) if text else 'add %s %s' % (name, label) for label, text in zip(labels, texts)])
+        else:
+            self.extend(['add %s %s' % (name, label) for label in labels])
+        self.ops.extend([(name, 'add', label) for label in labels])
+
+    def delete(self, name, keys):
+        if not keys:
+            return
+        check_set_name(name)
+        _one_line('entry of %s' % name, keys)
+        self.extend(['del %s %s' % (name, key) for key in keys])
+        self.ops.extend([(name, 'del', key) for key in keys])
+
+    def flush(self, name):
+        self.put('flush %s' % check_set_name(name), name, 'flush')
+
+    def swap(self, name, other):
+        self.put('swap %s %s' % (check_set_name(name), check_set_name(other)), name, 'swap', other)
+
+    def destroy(self, name):
+        self.put('destroy %s' % check_set_name(name), name, 'destroy')
+
+    def render(self):
+        """The restore text, '' when nothing is queued."""
+        return '\n'.join(self) + '\n' if self else ''
 
 
 def applied(ops):
@@ -459,76 +524,109 @@ def say(done):
 
 # --- kernel I/O -------------------------------------------------------------
 
-def _ipset(module):
-    return module.get_bin_path('ipset', required=True)
+class RestoreError(KernelError):
+    """`ipset restore` failed; line: the line ipset named (1-based), or None when it named none."""
+
+    def __init__(self, msg, line=None):
+        super(RestoreError, self).__init__(msg)
+        self.line = line
 
 
-def list_names(module):
-    """The names of every set (one `ipset list -n`)."""
-    rc, out, err = module.run_command([_ipset(module), 'list', '-n'])
-    if rc != 0:
-        module.fail_json(msg='ipset list -n failed: %s' % err.strip())
-    return set(out.splitlines())
-
-
-def save_set(module, name):
-    """The live set `name` (one `ipset save NAME`), or None if it does not exist."""
-    rc, out, err = module.run_command([_ipset(module), 'save', name])
-    if rc != 0:
-        if 'does not exist' in err:
-            return None
-        module.fail_json(msg='ipset save %s failed: %s' % (name, err.strip()))
-    return parse_save(out).get(name)
-
-
-def terse(module, name):
-    """`ipset list -t NAME` as {'Type': ..., 'Header': ..., 'References': ...}, or None."""
-    rc, out, err = module.run_command([_ipset(module), 'list', '-t', name])
-    if rc != 0:
-        if 'does not exist' in err:
-            return None
-        module.fail_json(msg='ipset list -t %s failed: %s' % (name, err.strip()))
-    return dict(line.split(': ', 1) for line in out.splitlines() if ': ' in line)
-
-
-def references(module, name):
-    """How many kernel components (iptables rules, list:set sets) use the set."""
-    return int((terse(module, name) or {}).get('References', 0))
-
-
-def restore(module, batch, before=None):
-    """One `ipset restore -exist` of the batch, read from a file written in full first,
-    so a killed run cannot hand ipset a cut-off line (`add s 10.0.0.12` cut to
-    `add s 10.0.0.1`). -exist makes an add of an entry a concurrent writer already
-    added, or a del of one it already removed, a no-op. ipset restore stops at the first
-    error and is not transactional: the failure names what the lines before it did,
-    and what the batch `before` (already applied) did."""
-    fd, path = tempfile.mkstemp(prefix='ipset-restore-', dir=module.tmpdir)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as handle:
-            handle.write('\n'.join(batch) + '\n')
-        rc, _out, err = module.run_command([_ipset(module), 'restore', '-exist', '-file', path])
-    finally:
-        os.unlink(path)
-    if rc == 0:
-        return
+def restore_error(err):
+    """The RestoreError of what `ipset restore` printed on failure."""
     err = err.strip()
-    earlier = ' An earlier batch of this run had applied: %s.' % say(applied(before.ops)) if before else ''
     found = re.search(r'Error in line (\d+):', err)
-    if not found:
-        module.fail_json(msg='ipset restore failed without naming a line: %s. What it applied is unknown; '
-                             'read the sets with ipset save.%s' % (err, earlier), applied=None)
-    line = min(int(found.group(1)), len(batch))
+    return RestoreError(err, int(found.group(1)) if found else None)
+
+
+class Kernel(object):
+    """The seam of the ipset engine: every `ipset list`, `save`, `restore` and `destroy` of a run
+    goes through one of these (tests put fake_ipset.FakeIpset, over recorded dumps, in its place).
+    Failures raise engine.KernelError naming the command."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def lock(self):
+        return host_lock()
+
+    def _run(self, args):
+        return self.module.run_command([self.module.get_bin_path('ipset', required=True)] + args)
+
+    def list_names(self):
+        """The names of every set (one `ipset list -n`)."""
+        rc, out, err = self._run(['list', '-n'])
+        if rc != 0:
+            raise KernelError('ipset list -n failed: %s' % err.strip())
+        return set(out.splitlines())
+
+    def save(self, name=None):
+        """{name: IpSet} of one `ipset save NAME` ({} when it does not exist), or of every set."""
+        rc, out, err = self._run(['save'] + ([name] if name else []))
+        if rc != 0:
+            if name and 'does not exist' in err:
+                return {}
+            raise KernelError('ipset save%s failed: %s' % (' ' + name if name else '', err.strip()))
+        try:
+            return parse_save(out)
+        except ValueError as exc:
+            raise KernelError('ipset save: %s' % exc) from None
+
+    def terse(self, name):
+        """`ipset list -t NAME` as {'Type': ..., 'Header': ..., 'References': ...}, or None."""
+        rc, out, err = self._run(['list', '-t', name])
+        if rc != 0:
+            if 'does not exist' in err:
+                return None
+            raise KernelError('ipset list -t %s failed: %s' % (name, err.strip()))
+        return dict(line.split(': ', 1) for line in out.splitlines() if ': ' in line)
+
+    def restore(self, transaction):
+        """One `ipset restore -exist` of the transaction, read from a file written in full first,
+        so a killed run cannot hand ipset a cut-off line (`add s 10.0.0.12` cut to
+        `add s 10.0.0.1`). -exist makes an add of an entry a concurrent writer already
+        added, or a del of one it already removed, a no-op. RestoreError on failure."""
+        fd, path = tempfile.mkstemp(prefix='ipset-restore-', dir=self.module.tmpdir)
+        try:
+            with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as handle:
+                handle.write(transaction.render())
+            rc, _out, err = self._run(['restore', '-exist', '-file', path])
+        finally:
+            os.unlink(path)
+        if rc != 0:
+            raise restore_error(err)
+
+    def destroy(self, name):
+        """`ipset destroy NAME`; a set already gone is no failure."""
+        rc, _out, err = self._run(['destroy', name])
+        if rc != 0 and 'does not exist' not in err:
+            raise KernelError('ipset destroy %s failed: %s' % (name, err.strip()))
+
+
+def restore(kernel, batch, before=None):
+    """Apply the batch through kernel. ipset restore stops at the first error and is not
+    transactional: the EngineError names what the lines before it did (its result's
+    applied, per set), and what the batch `before` (already applied) did."""
+    try:
+        kernel.restore(batch)
+        return
+    except RestoreError as exc:
+        err, line = str(exc), exc.line
+    earlier = ' An earlier batch of this run had applied: %s.' % say(applied(before.ops)) if before else ''
+    if line is None:
+        raise EngineError('ipset restore failed without naming a line: %s. What it applied is unknown; '
+                          'read the sets with ipset save.%s' % (err, earlier), result={'applied': None})
+    line = min(line, len(batch))
     done = applied(batch.ops[:line - 1])
-    cleanup = _drop_temporaries(module, batch.ops[:line])
-    module.fail_json(
-        msg='ipset restore failed at line %d of %d (%s): %s. ipset restore is not transactional and stops at the '
-            'first error: the lines before it applied %s; that line and the %d after it applied nothing.%s%s'
-            % (line, len(batch), batch[line - 1], err, say(done), len(batch) - line, cleanup, earlier),
-        applied=done, failed_line=batch[line - 1])
+    cleanup = _drop_temporaries(kernel, batch.ops[:line])
+    raise EngineError(
+        'ipset restore failed at line %d of %d (%s): %s. ipset restore is not transactional and stops at the '
+        'first error: the lines before it applied %s; that line and the %d after it applied nothing.%s%s'
+        % (line, len(batch), batch[line - 1], err, say(done), len(batch) - line, cleanup, earlier),
+        result={'applied': done, 'failed_line': batch[line - 1]})
 
 
-def _drop_temporaries(module, ops):
+def _drop_temporaries(kernel, ops):
     """Destroy the temporary sets a failed batch created (best effort: the next run
     removes what is left). Returns a sentence for the failure message."""
     temporaries = sorted(set(target for target, action, _key in ops if action == 'create' and target.startswith(TMP_PREFIX)))
@@ -536,42 +634,63 @@ def _drop_temporaries(module, ops):
         return ''
     left = []
     for name in temporaries:
-        rc, _out, err = module.run_command([_ipset(module), 'destroy', name])
-        if rc != 0 and 'does not exist' not in err:
+        try:
+            kernel.destroy(name)
+        except KernelError:
             left.append(name)
     if left:
         return ' Temporary set(s) %s are left; the next run removes them.' % ', '.join(left)
     return ' The temporary set(s) %s were destroyed again.' % ', '.join(temporaries)
 
 
-# --- the module's run -------------------------------------------------------
+def apply_batch(kernel, batch):
+    """Run the batch; then, for each set replaced by a swap, carry over what other
+    writers did meanwhile and destroy its temporary set, in a second batch."""
+    restore(kernel, batch)
+    if not batch.swaps:
+        return
+    second = Transaction()
+    for read, tmp, added, removed in batch.swaps:
+        try:
+            old = kernel.save(tmp).get(tmp)
+        except KernelError as exc:
+            raise EngineError('%s; the batch before had applied: %s' % (exc, say(applied(batch.ops))),
+                              result={'applied': applied(batch.ops)}) from None
+        if old is None:
+            raise EngineError('temporary set %s vanished after the swap into %s: another writer destroyed it; '
+                              '%s holds its new entries' % (tmp, read.name, read.name), result={'applied': applied(batch.ops)})
+        render_carry_over(second, read, old, added, removed)
+    restore(kernel, second, before=batch)
 
-def _stale_temporaries(module, names, existing, batch):
-    """Destroy lines for temporary sets a killed run left. Only a set with a name
-    tmp_name() gives, a hash type of the right family and no reference is ours; any
-    other set of that name is an error, and nothing is changed."""
-    stale = []
-    for family, name in names.items():
-        tmp = tmp_name(name)
-        info = terse(module, tmp) if tmp in existing else None
-        if info is None:
-            continue
-        header = info.get('Header', '').split()
-        ours = (info.get('Type') in SET_TYPES and header[:2] == ['family', KERNEL_FAMILY[family]]
-                and info.get('References') == '0')
-        if not ours:
-            raise ValueError('set %r has the name of the temporary set for %r but is not one this module left '
-                             '(type %s, %s, %s references); remove it by hand; nothing was changed'
-                             % (tmp, name, info.get('Type'), info.get('Header'), info.get('References')))
-        batch.put('destroy %s' % tmp, tmp, 'destroy')
-        stale.append(tmp)
-    return stale
+
+# --- the engine -------------------------------------------------------------
+
+class Intent(object):
+    """Validated options: params, and {family: set name} of the requested families."""
+
+    def __init__(self, params, names):
+        self.params = params
+        self.names = names
+        self.families = list(names)
+
+
+class Seen(object):
+    """What read() found. live: {family: IpSet of the named set, or None}; temporaries:
+    {family: `ipset list -t` of a set named tmp_name(its set)}; references: {family: how many
+    kernel components use the named set} (read for state=absent only); stale: the temporary
+    sets own() found ours, to destroy."""
+
+    def __init__(self, live, temporaries, references):
+        self.live = live
+        self.temporaries = temporaries
+        self.references = references
+        self.stale = []
 
 
 def _plan_present(params, names, desired, live, batch=None, desired_nomatch=None):
     """(restore lines, per-family result, diff before, diff after) for state=present.
     `desired` and `desired_nomatch` map a family to the keys wanted plain and flagged nomatch."""
-    batch = Batch() if batch is None else batch
+    batch = Transaction() if batch is None else batch
     result, before, after = {}, [], []
     for family, name in names.items():
         current = live[family]
@@ -582,7 +701,7 @@ def _plan_present(params, names, desired, live, batch=None, desired_nomatch=None
             check_existing(current, params['set_type'], family, params['maxelem'])
             maxelem = int(current.options.get('maxelem', DEFAULT_MAXELEM))
         else:
-            batch.put(render_create(name, params['set_type'], family, params['hashsize'], params['maxelem']), name, 'create')
+            batch.create(name, params['set_type'], create_options(family, params['hashsize'], params['maxelem']))
             maxelem = params['maxelem'] or DEFAULT_MAXELEM
         if params['exclusive']:
             final, final_nomatch = wanted, wanted_nomatch
@@ -604,17 +723,17 @@ def _plan_present(params, names, desired, live, batch=None, desired_nomatch=None
     return batch, result, before, after
 
 
-def _plan_absent(module, names, live, batch=None):
-    """Destroy lines for the existing sets; fails before any line if one is in use."""
-    batch = Batch() if batch is None else batch
+def _plan_absent(names, live, references, batch=None):
+    """Destroy lines for the existing sets; ValueError before any line if one is in use."""
+    batch = Transaction() if batch is None else batch
     existing = [family for family in names if live[family]]
     for family in existing:
-        count = references(module, names[family])
+        count = references.get(family, 0)
         if count:
             raise ValueError('set %r is in use by %d kernel reference(s) (an iptables rule or a list:set): '
                              'remove them first; nothing was destroyed' % (names[family], count))
     for family in existing:
-        batch.put('destroy %s' % names[family], names[family], 'destroy')
+        batch.destroy(names[family])
     result = dict((family, {'name': name, 'added': [],
                             'removed': sorted(live[family].labels()) if live[family] else []})
                   for family, name in names.items())
@@ -622,54 +741,74 @@ def _plan_absent(module, names, live, batch=None):
     return batch, result, before, []
 
 
-def _apply(module, batch):
-    """Run the batch; then, for each set replaced by a swap, carry over what other
-    writers did meanwhile and destroy its temporary set, in a second batch."""
-    restore(module, batch)
-    if not batch.swaps:
-        return
-    second = Batch()
-    for read, tmp, added, removed in batch.swaps:
-        old = save_set(module, tmp)
-        if old is None:
-            module.fail_json(msg='temporary set %s vanished after the swap into %s: another writer destroyed it; '
-                                 '%s holds its new entries' % (tmp, read.name, read.name), applied=applied(batch.ops))
-        render_carry_over(second, read, old, added, removed)
-    restore(module, second, before=batch)
+class Engine(object):
+    """ipset on engine.run: one `ipset list -n`, one `ipset save NAME` per named set, then one
+    `ipset restore` batch (and a second one after a swap). check_mode only words the warning
+    about a temporary set an interrupted run left."""
 
+    def __init__(self, check_mode=False):
+        self.check_mode = check_mode
 
-def run(module):
-    """Validate everything, then under the host lock read each named set, diff,
-    and apply the delta in one `ipset restore` batch. Returns the result dict."""
-    params = module.params
-    families = [family for family in FAMILIES if family in params['families']]
-    try:
+    def validate(self, params):
+        families = [family for family in FAMILIES if family in params['families']]
         names = set_names(params['name'], params['ipv6_name'], families)
         check_create_options(params['hashsize'], params['maxelem'])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    with host_lock(module):
-        existing = list_names(module)
-        live = dict((family, save_set(module, name) if name in existing else None) for family, name in names.items())
-        try:
-            batch = Batch()
-            stale = _stale_temporaries(module, names, existing, batch)
-            if params['state'] == 'present':
-                known = dict((family, current.entries | current.nomatch) for family, current in live.items()
-                             if current and current.type == params['set_type'] and current.family == family)
-                desired = desired_entries(params['entries'], params['set_type'], families, known)
-                desired_nomatch = desired_entries(params['nomatch'], params['set_type'], families, known)
-                check_nomatch(params['set_type'], desired, desired_nomatch)
-                batch, result, before, after = _plan_present(params, names, desired, live, batch, desired_nomatch)
-            else:
-                batch, result, before, after = _plan_absent(module, names, live, batch)
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
-        for tmp in stale:
-            module.warn('%s the temporary set %s an interrupted run left' % ('would destroy' if module.check_mode else 'destroyed', tmp))
-        if batch and not module.check_mode:
-            _apply(module, batch)
-    result['changed'] = bool(batch)
-    if module._diff:
-        result['diff'] = {'before': ''.join(before), 'after': ''.join(after)}
-    return result
+        return Intent(params, names)
+
+    def read(self, kernel, intent):
+        existing = kernel.list_names()
+        live = dict((family, kernel.save(name).get(name) if name in existing else None) for family, name in intent.names.items())
+        temporaries = dict((family, kernel.terse(tmp_name(name))) for family, name in intent.names.items() if tmp_name(name) in existing)
+        references = {}
+        if intent.params['state'] == 'absent':
+            references = dict((family, int((kernel.terse(name) or {}).get('References', 0)))
+                              for family, name in intent.names.items() if live[family])
+        return Seen(live, temporaries, references)
+
+    def own(self, seen, intent):
+        """Ours: the sets the task names (read by name, nothing else is), and the temporary set
+        tmp_name() gives for one of them when it is a hash type of that family that nothing
+        references (what a killed run leaves). Any other set of a temporary's name is refused,
+        before anything is changed; every other set is never read, so never written."""
+        for family, name in intent.names.items():
+            tmp, info = tmp_name(name), seen.temporaries.get(family)
+            if info is None:
+                continue
+            header = info.get('Header', '').split()
+            ours = (info.get('Type') in SET_TYPES and header[:2] == ['family', KERNEL_FAMILY[family]]
+                    and info.get('References') == '0')
+            if not ours:
+                raise ValueError('set %r has the name of the temporary set for %r but is not one this module left '
+                                 '(type %s, %s, %s references); remove it by hand; nothing was changed'
+                                 % (tmp, name, info.get('Type'), info.get('Header'), info.get('References')))
+            seen.stale.append(tmp)
+        return seen
+
+    def plan(self, owned, intent):
+        params, names, live = intent.params, intent.names, owned.live
+        batch = Transaction()
+        for tmp in owned.stale:
+            batch.destroy(tmp)
+        if params['state'] == 'present':
+            known = dict((family, current.entries | current.nomatch) for family, current in live.items()
+                         if current and current.type == params['set_type'] and current.family == family)
+            desired = desired_entries(params['entries'], params['set_type'], intent.families, known)
+            desired_nomatch = desired_entries(params['nomatch'], params['set_type'], intent.families, known)
+            check_nomatch(params['set_type'], desired, desired_nomatch)
+            batch, result, before, after = _plan_present(params, names, desired, live, batch, desired_nomatch)
+        else:
+            batch, result, before, after = _plan_absent(names, live, owned.references, batch)
+        result['changed'] = bool(batch)
+        plan = Plan(result=result)
+        text = {'before': ''.join(before), 'after': ''.join(after)}  # its add lines, as before the engine
+        plan.diff = lambda: text
+        plan.warnings = ['%s the temporary set %s an interrupted run left' % ('would destroy' if self.check_mode else 'destroyed', tmp)
+                         for tmp in owned.stale]
+        if batch:
+            plan.steps.append(Step('ipset restore', lambda kernel, _check_mode: apply_batch(kernel, batch)))
+        return plan
+
+
+def run(module, kernel=None):
+    """The module's result (engine.run over the real ipset, or kernel)."""
+    return engine.run(module, Engine(module.check_mode), kernel or Kernel(module))

@@ -210,14 +210,9 @@ def take_lock(path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
 
 
 @contextlib.contextmanager
-def host_lock(module=None, path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
-    """Hold the host lock; with a module, every refusal or timeout is a clean failure, not a traceback."""
-    try:
-        fd = take_lock(path, timeout)
-    except LockError as exc:
-        if module is not None:
-            module.fail_json(msg=str(exc))
-        raise
+def host_lock(path=DEFAULT_LOCK_PATH, timeout=DEFAULT_TIMEOUT):
+    """Hold the host lock; a refusal or timeout raises LockError (engine.report fails the module)."""
+    fd = take_lock(path, timeout)
     try:
         yield
     finally:

@@ -299,4 +299,8 @@ class Engine(object):
 
 def run(module, kernel=None):
     """The module's result (engine.run over the real iptables, or kernel)."""
+    if module.params.get('backend') == 'nftables':
+        # Imported here: nat_nft builds on this module's validation.
+        from ansible_collections.clusternet.node.plugins.module_utils import nat_nft
+        return engine.run(module, nat_nft.MasqueradeEngine(), kernel or nat_nft.Kernel(module))
     return engine.run(module, Engine(), kernel or ipt.Kernel(module))

@@ -310,7 +310,7 @@ class Transaction(object):
 
     def render(self):
         """The `nft -f` file: one operation per line."""
-        return ''.join(_line(line) + '\n' for line, _ in self.ops)
+        return ''.join(_line(op[0]) + '\n' for op in self.ops)
 
     def origin(self, line_number):
         """The operation a line of the rendered file came from (nft reports errors by line)."""
@@ -535,9 +535,12 @@ def parse_table(family, text):
         masq = {'cluster_cidrs': _addresses(clusters.get('elem', []), 'set ' + MASQ_CLUSTER),
                 'pod_cidrs': _addresses((view.get(('set', MASQ_POD)) or {}).get('elem', []), 'set ' + MASQ_POD),
                 'skip_mark': None, 'random_fully': True}
-        rules = view.get(('rule', MASQ_CHAIN)) or [[]]
-        masq['skip_mark'] = _mark_of(rules[0])
-        masq['random_fully'] = {'masquerade': {'flags': 'fully-random'}} in rules[-1]
+        # Searched for, not taken from fixed positions: a rule tampered in before or after ours must not
+        # change what the other module's next run writes back (it keeps this half as read).
+        rules = view.get(('rule', MASQ_CHAIN)) or []
+        marks = [mark for mark in map(_mark_of, rules) if mark]
+        masq['skip_mark'] = marks[0] if marks else None
+        masq['random_fully'] = all(rule[-1]['masquerade'] == {'flags': 'fully-random'} for rule in rules if rule and 'masquerade' in rule[-1])
     try:
         expected = table_transaction(family, masq, fips).expected() or {}
     except ValueError as exc:

@@ -2,12 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Service VIPs on a local interface: links, addresses and routes over netlink.
 
-The engine: validate, read, own, plan, render, apply, run. Kernel state is read with one
-link dump, one address dump and one route dump per family, as plain tuples (netlink.py
-holds that plumbing and the request encoding). `own_routes` alone says which routes are
-ours; the checks refuse on the foreign ones, and planning is pure: `plan_link` and
-`plan_vips` take that data and return the steps to apply, which `apply_steps` sends as
-batched netlink requests, one per step.
+The engine on engine.run (validate, lock, read, own, plan, apply, result), over the kernel
+object netlink.Kernel (tests put tests/unit/fake_netlink.FakeNetlink in its place). Kernel
+state is read with one link dump, one address dump and one route dump per family, as plain
+tuples. `Engine.own` alone says what is ours: the interface by its MARKER (or adopt), the
+routes by `own_routes`; a foreign object can only refuse a VIP. Planning is pure: `plan_link`
+and `plan_vips` return the requests, sent as engine Steps: each link request, then the
+address and route requests in waves (batched netlink sends), then the settling of the
+kernel's late IPv6 local routes. `applied` lists every request the kernel acked.
 
 The route a VIP needs (kube-router #1698): `local VIP dev IF table local proto kernel
 scope host src NODE_IP`, and no other route to the VIP on its interface. The kernel
@@ -21,10 +23,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
-import os
 import time
 
-from ansible_collections.clusternet.node.plugins.module_utils import netlink
+from ansible_collections.clusternet.node.plugins.module_utils import engine, netlink
+from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError, Plan
 from ansible_collections.clusternet.node.plugins.module_utils.families import (
     FAMILIES,
     FULL_PREFIX,
@@ -34,7 +36,6 @@ from ansible_collections.clusternet.node.plugins.module_utils.families import (
     one_per_family,
     parse_unicast,
 )
-from ansible_collections.clusternet.node.plugins.module_utils.lock import host_lock
 from ansible_collections.clusternet.node.plugins.module_utils.names import check_interface_name
 from ansible_collections.clusternet.node.plugins.module_utils.netlink import (
     ADDR_ADD,
@@ -53,9 +54,6 @@ from ansible_collections.clusternet.node.plugins.module_utils.netlink import (
     Link,
     Route,
     Step,
-    read_links,
-    read_routes,
-    read_state,
 )
 
 # The kernel rewrites IPv6 metric 0 to this on add, so our route never replaces its own.
@@ -377,69 +375,33 @@ def waves(steps):
     return out
 
 
-class ApplyError(Exception):
-    """A write failed; the message names it, applied lists what the run did before."""
+def stopped(exc, applied):
+    """The KernelError that ends a run: exc's text, what the kernel acked before (in applied),
+    and the acked parts of a batch the kernel ran in part (exc.applied, added to applied)."""
+    applied.extend(exc.applied)
+    parts = ['%d of that batch\'s requests (listed in applied)' % len(exc.applied)] if exc.applied else []
+    return KernelError('%s; the run stopped there. Changes the kernel acknowledged before: %s'
+                       % (exc, '%d, listed in applied' % len(applied) if applied else 'none'), parts)
 
 
-def apply_link(ipr, steps, ifname, kind, index, applied):
-    """Returns the interface's index after the steps (None once deleted). Each request
-    done is appended to applied as its `ip link` command."""
-    for step in steps:
-        if step == 'create':
-            _link(ipr, applied, 'link add %s type %s' % (ifname, kind), 'add', ifname=ifname, kind=kind)
-            index = ipr.link_lookup(ifname=ifname)[0]
-        if step in ('create', 'mark'):
-            _link(ipr, applied, 'link set %s alias %s' % (ifname, MARKER), 'set', index=index, ifalias=MARKER)
-        elif step == 'up':
-            _link(ipr, applied, 'link set %s up' % ifname, 'set', index=index, state='up')
-        elif step == 'delete':
-            _link(ipr, applied, 'link del %s' % ifname, 'del', index=index)
-            index = None
-    return index
-
-
-def _link(ipr, applied, text, command, **args):
-    try:
-        ipr.link(command, **args)
-    except netlink.NetlinkError as exc:
-        raise ApplyError('%s failed: %s' % (text, os.strerror(exc.code) if exc.code else exc)) from None
-    applied.append(text)
-
-
-def apply_steps(steps, names, applied):
-    """Send the steps wave by wave (see waves); each step done is appended to applied as
-    its `ip` command. A failure raises ApplyError naming the step and its value."""
+def send_waves(kernel, steps, names, applied):
+    """Send the steps wave by wave (see waves); each request done is appended to applied as its
+    `ip` command. A failure raises the KernelError of stopped()."""
     for wave in waves(steps):
         try:
-            done = netlink.send_steps(wave)
-        except netlink.StepError as exc:
-            applied.extend(render_step(step, names) for step in exc.applied)
-            if exc.unknown:
-                raise ApplyError('no answer from the kernel within %ds for %s (and %d more requests), their effect is unknown: %s'
-                                 % (netlink.ACK_TIMEOUT, render_step(exc.step, names), len(exc.unknown) - 1,
-                                    os.strerror(exc.code))) from None
-            raise ApplyError('%s failed: %s%s' % (render_step(exc.step, names), os.strerror(exc.code),
-                                                  ' (%s)' % exc.text if exc.text else '')) from None
-        applied.extend(render_step(step, names) for step in done)
+            applied.extend(kernel.send(wave, lambda step: render_step(step, names)))
+        except KernelError as exc:
+            raise stopped(exc, applied) from None
 
 
-def read(what, function, *args):
-    """A dump; its failure becomes an ApplyError that says what was being read."""
-    try:
-        return function(*args)
-    except (netlink.NetlinkError, OSError) as exc:
-        raise ApplyError('reading %s over netlink failed: %s' % (what, exc)) from None
-
-
-def settle(ipr, index, awaited, names, applied, timeout=SETTLE_TIMEOUT):
+def settle(kernel, index, awaited, names, applied, timeout=SETTLE_TIMEOUT):
     """Delete the kernel's IPv6 local routes of the awaited VIPs as they appear, one route
     dump per pass. Returns the VIPs still awaited when the timeout ran out."""
     awaited = set(awaited)
     deadline = time.monotonic() + timeout
     while awaited:
-        found = [r for r in read('the IPv6 routes', read_routes, ipr, (IPV6,))
-                 if r.dst in awaited and r == kernel_local_route(r.dst, index)]
-        apply_steps([Step(ROUTE_DEL, r) for r in found], names, applied)
+        found = [r for r in kernel.routes((IPV6,)) if r.dst in awaited and r == kernel_local_route(r.dst, index)]
+        send_waves(kernel, [Step(ROUTE_DEL, r) for r in found], names, applied)
         awaited -= set(r.dst for r in found)
         if awaited:
             if time.monotonic() >= deadline:
@@ -457,94 +419,155 @@ def _link_line(ifname, link):
                                     '' if link.alias == MARKER else ' (not marked as ours)')
 
 
-def run(module):
-    """Validate, then under the host lock: one dump, kernel checks, link, plan, apply.
-    Returns the result; every failure names its value, and one after a write lists in
-    `applied` what the run did."""
-    from ansible.module_utils.basic import missing_required_lib
-    if not netlink.HAS_PYROUTE2:
-        module.fail_json(msg=missing_required_lib('pyroute2'), exception=netlink.PYROUTE2_IMPORT_ERROR)
-    try:
-        vips, node_ips = validate(module.params)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    applied = []
-    try:
-        ipr = netlink.IPRoute()
-    except (netlink.NetlinkError, OSError) as exc:
-        module.fail_json(msg='cannot open a netlink socket: %s' % exc)
-    try:
-        with host_lock(module):
-            return _reconcile(module, ipr, vips, node_ips, applied)
-    except ApplyError as exc:
-        module.fail_json(msg='%s; the run stopped there. Changes the kernel acknowledged before: %s'
-                         % (exc, '%d, listed in applied' % len(applied) if applied else 'none'), applied=applied)
-    finally:
-        ipr.close()
+# --- the engine -------------------------------------------------------------------
+
+Intent = collections.namedtuple('Intent', 'params vips node_ips')
+Seen = collections.namedtuple('Seen', 'links addresses routes')
+# link: the VIP interface (None when absent); ours: the routes own_routes says are ours.
+Ownership = collections.namedtuple('Ownership', 'link names addresses routes ours')
 
 
-def _reconcile(module, ipr, vips, node_ips, applied):
-    params = module.params
-    ifname, state = params['interface'], params['state']
-    links = read('the links', read_links, ipr)
-    link = next((candidate for candidate in links if candidate.name == ifname), None)
-    index = link.index if link else None
-    before_addresses, before_routes = read('the addresses and routes', read_state, ipr)
-    names = dict((each.index, each.name) for each in links)
-    try:
-        check_kernel(link, before_addresses, own_routes(before_routes, index).foreign, vips, node_ips, params, names)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    link_steps = plan_link(link, state, params['delete_interface'])
-    addresses, routes = before_addresses, before_routes
-    if link_steps and not module.check_mode and 'delete' not in link_steps:
-        try:
-            index = apply_link(ipr, link_steps, ifname, params['link_kind'], index, applied)
-        except ApplyError as exc:
-            if 'create' in link_steps:
-                raise ApplyError('cannot create or bring up interface %s (kind %s): %s' % (ifname, params['link_kind'], exc)) from None
-            raise
-        if 'up' in link_steps:
-            # Bringing a link up makes the kernel re-add its routes: plan from what it did.
-            addresses, routes = read('the addresses and routes', read_state, ipr)
-    ours = own_routes(routes, index).ours
-    steps, changes = plan_vips(index, addresses, ours, vips, node_ips, params['exclusive'], state,
-                               delete_interface='delete' in link_steps)
-    names[index] = ifname
-    if not module.check_mode:
-        awaited = awaited_routes(vips, changes[IPV6]['added'], ours, index, 'up' in link_steps) if state == 'present' else ()
-        apply_steps(steps, names, applied)
-        if 'delete' in link_steps:
-            apply_link(ipr, link_steps, ifname, params['link_kind'], index, applied)
-        late = settle(ipr, index, awaited, names, applied)
+class Engine(object):
+    """The VIP engine on engine.run, over netlink.Kernel: one link dump, one address dump and
+    one route dump per family; the link's requests, then the address and route requests in
+    waves (each wave one engine Step), then the settling of the kernel's late IPv6 routes."""
+
+    def validate(self, params):
+        vips, node_ips = validate(params)
+        return Intent(params, vips, node_ips)
+
+    def read(self, kernel, intent):
+        links = kernel.links()
+        addresses, routes = kernel.state()
+        return Seen(links, addresses, routes)
+
+    def own(self, seen, intent):
+        """The interface is ours by its MARKER or adopt (check_owner), a route by own_routes;
+        a foreign object refuses the VIP it collides with (check_kernel)."""
+        link = next((candidate for candidate in seen.links if candidate.name == intent.params['interface']), None)
+        index = link.index if link else None
+        names = dict((each.index, each.name) for each in seen.links)
+        routes = own_routes(seen.routes, index)
+        check_kernel(link, seen.addresses, routes.foreign, intent.vips, intent.node_ips, intent.params, names)
+        return Ownership(link, names, seen.addresses, seen.routes, routes.ours)
+
+    def plan(self, owned, intent):
+        return Run(owned, intent).plan
+
+
+class Run(object):
+    """One run's plan and what its steps learn as they go: the interface's index once created,
+    and, when the link comes up, the addresses and routes the kernel then holds (bringing a link
+    up makes it re-add its routes, so those requests are planned from a dump taken after)."""
+
+    def __init__(self, owned, intent):
+        params = intent.params
+        self.owned, self.intent = owned, intent
+        self.ifname, self.state = params['interface'], params['state']
+        self.link_steps = plan_link(owned.link, self.state, params['delete_interface'])
+        self.index = owned.link.index if owned.link else None
+        self.names = dict(owned.names)
+        self.applied = []
+        self.plan = Plan(result={'applied': self.applied})
+        self.plan.diff = self.diff
+        requests = self.plan_requests(owned.addresses, owned.ours)
+        self.plan.result['changed'] = bool(self.link_steps or requests)
+        steps = self.plan.steps
+        # The kernel ignores an alias in the create request: it is set right after.
+        for step in self.link_steps:
+            if step != 'delete':
+                steps.extend(self.link_step(each) for each in (['create', 'mark'] if step == 'create' else [step]))
+        if 'up' in self.link_steps:
+            steps.append(engine.Step('address and route requests, planned once %s is up' % self.ifname, self.replan))
+        else:
+            batches = waves(requests)
+            steps.extend(engine.Step('address and route requests, wave %d of %d (%d)' % (n, len(batches), len(wave)), self.sender(wave))
+                         for n, wave in enumerate(batches, 1))
+        if 'delete' in self.link_steps:
+            steps.append(self.link_step('delete'))
+        if self.awaited or 'up' in self.link_steps:
+            steps.append(engine.Step('deleting the kernel\'s IPv6 local routes of new VIPs as they appear', self.settle))
+
+    def plan_requests(self, addresses, ours):
+        """The address and route requests (pure, plan_vips) and the result they make."""
+        intent, params = self.intent, self.intent.params
+        requests, self.changes = plan_vips(self.index, addresses, ours, intent.vips, intent.node_ips, params['exclusive'],
+                                           self.state, delete_interface='delete' in self.link_steps)
+        self.names[self.index] = self.ifname
+        self.awaited = (awaited_routes(intent.vips, self.changes[IPV6]['added'], ours, self.index, 'up' in self.link_steps)
+                        if self.state == 'present' else set())
+        self.plan.result.update(summarize(self.changes, self.names))
+        self.plan.result['interface'] = {'name': self.ifname, 'created': 'create' in self.link_steps,
+                                         'adopted': 'mark' in self.link_steps, 'set_up': 'up' in self.link_steps,
+                                         'deleted': 'delete' in self.link_steps}
+        return requests
+
+    def link_step(self, step):
+        """One link request as an engine Step, labelled with its ip command."""
+        ifname, kind = self.ifname, self.intent.params['link_kind']
+        text, command, args = {
+            'create': ('link add %s type %s' % (ifname, kind), 'add', {'ifname': ifname, 'kind': kind}),
+            'mark': ('link set %s alias %s' % (ifname, MARKER), 'set', {'ifalias': MARKER}),
+            'up': ('link set %s up' % ifname, 'set', {'state': 'up'}),
+            'delete': ('link del %s' % ifname, 'del', {}),
+        }[step]
+
+        def action(kernel, _check_mode):
+            if command != 'add':
+                args['index'] = self.index
+            try:
+                self.index = kernel.link(text, command, **args)
+            except KernelError as exc:
+                if 'create' in self.link_steps:
+                    exc = KernelError('cannot create or bring up interface %s (kind %s): %s' % (ifname, kind, exc))
+                raise stopped(exc, self.applied) from None
+            self.applied.append(text)
+        return engine.Step(text, action)
+
+    def sender(self, wave):
+        def action(kernel, _check_mode):
+            send_waves(kernel, wave, self.names, self.applied)
+        return action
+
+    def replan(self, kernel, _check_mode):
+        addresses, routes = kernel.state()
+        send_waves(kernel, self.plan_requests(addresses, own_routes(routes, self.index).ours), self.names, self.applied)
+
+    def settle(self, kernel, _check_mode):
+        late = settle(kernel, self.index, self.awaited, self.names, self.applied)
         if late:
-            module.warn('the kernel had not added its local routes for %s within %ss; the next run removes them'
+            kernel.warn('the kernel had not added its local routes for %s within %ss; the next run removes them'
                         % (', '.join(sorted(str(v) for v in late)), SETTLE_TIMEOUT))
-    result = dict(summarize(changes, names))
-    result['interface'] = {'name': ifname, 'created': 'create' in link_steps, 'adopted': 'mark' in link_steps,
-                           'set_up': 'up' in link_steps, 'deleted': 'delete' in link_steps}
-    result['changed'] = bool(link_steps or steps)
-    if module._diff:
-        result['diff'] = _diff(ifname, params['link_kind'], link, link_steps, index, before_addresses, before_routes, changes, names)
-    return result
+
+    def diff(self):
+        link = self.owned.link
+        before_addresses = managed_addresses(self.owned.addresses, link.index if link else None)
+        ours = by_destination(self.owned.ours)
+        before_routes = set(r for a in before_addresses for r in ours.get(a.ip, ()))
+        removed = set(a for c in self.changes.values() for a in c['removed'])
+        after_addresses = [a for a in before_addresses if a not in removed]
+        after_routes = set(before_routes)
+        for change in self.changes.values():
+            after_addresses += change['added']
+            after_routes = (after_routes - set(change['routes_removed'])) | set(change['routes_added'])
+        if 'delete' in self.link_steps:
+            after_link = None
+        elif self.link_steps:
+            after_link = Link(self.index, self.ifname, link.kind if link else self.intent.params['link_kind'],
+                              link.up if link and 'up' not in self.link_steps else True, MARKER)
+        else:
+            after_link = link
+        return {'before': render_state(_link_line(self.ifname, link), before_addresses, before_routes, self.names),
+                'after': render_state(_link_line(self.ifname, after_link), after_addresses, after_routes, self.names)}
 
 
-def _diff(ifname, kind, link, link_steps, index, addresses, routes, changes, names):
-    old_index = link.index if link else None
-    before_addresses = managed_addresses(addresses, old_index)
-    ours = by_destination(own_routes(routes, old_index).ours)
-    before_routes = set(r for a in before_addresses for r in ours.get(a.ip, ()))
-    removed = set(a for c in changes.values() for a in c['removed'])
-    after_addresses = [a for a in before_addresses if a not in removed]
-    after_routes = set(before_routes)
-    for change in changes.values():
-        after_addresses += change['added']
-        after_routes = (after_routes - set(change['routes_removed'])) | set(change['routes_added'])
-    if 'delete' in link_steps:
-        after_link = None
-    elif link_steps:
-        after_link = Link(index, ifname, link.kind if link else kind, link.up if link and 'up' not in link_steps else True, MARKER)
-    else:
-        after_link = link
-    return {'before': render_state(_link_line(ifname, link), before_addresses, before_routes, names),
-            'after': render_state(_link_line(ifname, after_link), after_addresses, after_routes, names)}
+def run(module, kernel=None):
+    """The module's result (engine.run over netlink.Kernel, or kernel)."""
+    if kernel is None:
+        if not netlink.HAS_PYROUTE2:
+            return engine.report(module, netlink.missing_pyroute2)
+        kernel = netlink.Kernel(module)
+    try:
+        return engine.run(module, Engine(), kernel)
+    finally:
+        kernel.close()

@@ -47,6 +47,7 @@ author: clusternet maintainers (@clusternet)
 requirements:
   - iptables (iptables-save, iptables-restore, ip6tables-save, ip6tables-restore)
   - pyroute2 >= 0.7.2 when O(flush_conntrack=true) and a FIP is removed or remapped
+  - nft >= 1.0.1 (package nftables) with O(backend=nftables)
 extends_documentation_fragment:
   - clusternet.node.attributes
 options:
@@ -107,6 +108,30 @@ options:
         run, through its own restore tool. Its conntrack entries are not flushed (conntrack is shared by both backends).
     type: bool
     default: false
+    version_added: 0.2.0
+  backend:
+    description:
+      - V(iptables) keeps the rules in the C(nat) tables of iptables and ip6tables, as described above.
+      - "V(nftables) keeps them in nftables tables of this collection's own, C(ip clusternet) and C(ip6 clusternet)
+        (not C(inet): no set type holds both families), shared by M(clusternet.node.masquerade) and
+        M(clusternet.node.fip); each run reads the whole table of a family (C(nft -j list table)) and, unless it already
+        holds exactly the intended content, writes it whole in one C(nft -f) transaction, keeping the other module's part.
+        Everything inside those tables is this collection's: anything else found there is removed by the next run of either
+        module; nothing outside them (kube-proxy's C(kube-proxy) tables, Flannel's, iptables-nft's C(ip nat)) is read or written.
+        Needs C(nft) >= 1.0.1."
+      - "Hook priorities of the nftables chains, all C(type nat): FIP DNAT at -90 in C(prerouting) and C(output), FIP SNAT at
+        105 and the masquerade at 110 in C(postrouting). kube-proxy's nftables mode, Flannel and iptables-nft hook at -100 (dstnat)
+        and 100 (srcnat), so their NAT takes effect first: a kube-proxy service DNAT wins over a FIP, kube-proxy's
+        mark-0x4000 masquerade over the FIP SNAT, and a FIP's SNAT over the masquerade."
+      - "With V(nftables) the FIPs are two maps, C(fip-dnat) (external to internal) and C(fip-snat) (internal to external),
+        each used by one rule (chains C(fip-prerouting), C(fip-output), C(fip-postrouting)), so a packet costs one map lookup
+        however many FIPs there are. Conntrack is flushed on removal and remap exactly as with V(iptables).
+        O(dnat_chain), O(snat_chain) and O(allow_foreign_chain) apply to V(iptables) only."
+      - Moving between backends does not remove the other backend's rules yet (run O(state=absent) with the old backend first),
+        and O(purge_other_backend) is refused with V(nftables).
+    type: str
+    choices: [iptables, nftables]
+    default: iptables
     version_added: 0.2.0
   state:
     description:
@@ -169,6 +194,7 @@ ipv4:
       sample: [{external_ip: 198.51.100.10, internal_ip: 10.0.0.5}]
     payload:
       description: The (ip6)tables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+        With O(backend=nftables), the C(nft -f) input that replaces the whole table.
       type: str
       sample: "*nat\n:CLUSTERNET-FIP-DNAT - [0:0]\n...\nCOMMIT\n"
     applied:
@@ -225,6 +251,7 @@ def main():
             flush_conntrack=dict(type='bool', default=True),
             allow_foreign_chain=dict(type='bool', default=False),
             purge_other_backend=dict(type='bool', default=False),
+            backend=dict(type='str', choices=['iptables', 'nftables'], default='iptables'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
         ),
         supports_check_mode=True,

@@ -45,6 +45,7 @@ version_added: 0.1.0
 author: clusternet maintainers (@clusternet)
 requirements:
   - iptables (iptables-save, iptables-restore, ip6tables-save, ip6tables-restore)
+  - nft >= 1.0.1 (package nftables) with O(backend=nftables)
 extends_documentation_fragment:
   - clusternet.node.attributes
 options:
@@ -99,6 +100,29 @@ options:
     type: bool
     default: false
     version_added: 0.2.0
+  backend:
+    description:
+      - V(iptables) keeps the rules in the C(nat) tables of iptables and ip6tables, as described above.
+      - "V(nftables) keeps them in nftables tables of this collection's own, C(ip clusternet) and C(ip6 clusternet)
+        (not C(inet): no set type holds both families), shared by M(clusternet.node.masquerade) and
+        M(clusternet.node.fip); each run reads the whole table of a family (C(nft -j list table)) and, unless it already
+        holds exactly the intended content, writes it whole in one C(nft -f) transaction, keeping the other module's part.
+        Everything inside those tables is this collection's: anything else found there is removed by the next run of either
+        module; nothing outside them (kube-proxy's C(kube-proxy) tables, Flannel's, iptables-nft's C(ip nat)) is read or written.
+        Needs C(nft) >= 1.0.1."
+      - "Hook priorities of the nftables chains, all C(type nat): FIP DNAT at -90 in C(prerouting) and C(output), FIP SNAT at
+        105 and the masquerade at 110 in C(postrouting). kube-proxy's nftables mode, Flannel and iptables-nft hook at -100 (dstnat)
+        and 100 (srcnat), so their NAT takes effect first: a kube-proxy service DNAT wins over a FIP, kube-proxy's
+        mark-0x4000 masquerade over the FIP SNAT, and a FIP's SNAT over the masquerade."
+      - "With V(nftables) the cluster and pod CIDRs are interval sets (C(masq-cluster), C(masq-pod), overlapping and adjacent
+        networks merged, and reported so in RV(ipv4.added) and RV(ipv4.removed)) used by Flannel's rule order in chain
+        C(masq-postrouting); O(chain), O(comment) and O(allow_foreign_chain) apply to V(iptables) only."
+      - Moving between backends does not remove the other backend's rules yet (run O(state=absent) with the old backend first),
+        and O(purge_other_backend) is refused with V(nftables).
+    type: str
+    choices: [iptables, nftables]
+    default: iptables
+    version_added: 0.2.0
   state:
     description:
       - V(present) keeps the rules for the given CIDRs; V(absent) removes the chain and its jumps in both families.
@@ -128,6 +152,8 @@ EXAMPLES = r'''
 RETURN = r'''
 ipv4:
   description: What this module manages in the IPv4 nat table, as iptables-save lines, and the transaction applied.
+    With O(backend=nftables) the lines are the C(nft -f) lines that declare the masquerade part of C(ip clusternet),
+    C(before) starting with a C(# drift:) line for anything found in the table that a run would not write.
   returned: always
   type: dict
   contains:
@@ -146,6 +172,7 @@ ipv4:
         - -A CLUSTERNET-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "clusternet masq" -j RETURN
     payload:
       description: The iptables-restore --noflush input applied (would be applied in check mode); empty when in sync.
+        With O(backend=nftables), the C(nft -f) input that replaces the whole table.
       type: str
       sample: "*nat\n:CLUSTERNET-POSTRTG - [0:0]\n...\nCOMMIT\n"
     applied:
@@ -203,6 +230,7 @@ def main():
             skip_mark=dict(type='str', default='0x4000/0x4000'),
             allow_foreign_chain=dict(type='bool', default=False),
             purge_other_backend=dict(type='bool', default=False),
+            backend=dict(type='str', choices=['iptables', 'nftables'], default='iptables'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
         ),
         supports_check_mode=True,

@@ -73,13 +73,13 @@ options:
   masquerade:
     description:
       - Further options for M(clusternet.node.masquerade) (C(chain), C(comment), C(random_fully), C(skip_mark),
-        C(allow_foreign_chain), C(purge_other_backend)).
+        C(allow_foreign_chain), C(purge_other_backend), C(backend)).
     type: dict
     default: {}
   fip:
     description:
       - Further options for M(clusternet.node.fip) (C(exclusive), C(dnat_chain), C(snat_chain), C(flush_conntrack),
-        C(allow_foreign_chain), C(purge_other_backend)).
+        C(allow_foreign_chain), C(purge_other_backend), C(backend)).
     type: dict
     default: {}
 notes:

@@ -214,9 +214,10 @@ ipv6:
   contains: *family_result
 applied:
   description:
-    - When the run fails after it began to write, every change the kernel acknowledged, in order, as the C(ip) command
-      that makes it. Empty when the failure came before any change.
-  returned: failure after the kernel checks passed
+    - Every change the kernel acknowledged, in order, as the C(ip) command that makes it; when the run fails after it
+      began to write, what it did before it stopped. Empty in check mode, when in sync, or when the failure came
+      before any change.
+  returned: success, and failure after the kernel checks passed
   type: list
   elements: str
   sample: [link add kube-dummy-if type dummy, link set kube-dummy-if alias clusternet.node, link set kube-dummy-if up,

@@ -99,6 +99,7 @@ def restore(ns, state_dir, python, timeout=10, background=False):
 def dirs(tmp_path):
     unit_dir = tmp_path / 'systemd'
     (unit_dir / 'multi-user.target.wants').mkdir(parents=True)
+    (unit_dir / 'timers.target.wants').mkdir()
     return str(tmp_path / 'clusternet-node'), str(unit_dir)
 
 
@@ -125,6 +126,12 @@ def test_files_unit_and_absent(netns, dirs):
                  'TimeoutStartSec=180', 'WantedBy=multi-user.target'):
         assert line in unit, line
     assert os.readlink(os.path.join(unit_dir, 'multi-user.target.wants', 'clusternet-node.service')) == '../clusternet-node.service'
+    with open(os.path.join(unit_dir, 'clusternet-node-reconcile.service')) as handle:
+        assert 'ExecStart=/usr/bin/python3 %s/restore.py --reconcile --metrics-dir /var/lib/prometheus/node-exporter %s\n' % (
+            state_dir, state_dir) in handle.read()
+    with open(os.path.join(unit_dir, 'clusternet-node-reconcile.timer')) as handle:
+        assert 'OnUnitInactiveSec=300s\n' in handle.read()
+    assert os.readlink(os.path.join(unit_dir, 'timers.target.wants', 'clusternet-node-reconcile.timer')) == '../clusternet-node-reconcile.timer'
 
     again = converge(netns, state_dir, unit_dir)
     assert again['stats']['localhost']['changed'] == 0
@@ -132,7 +139,8 @@ def test_files_unit_and_absent(netns, dirs):
     before = node_dumps(netns)
     converge(netns, state_dir, unit_dir, persistence_state='absent')
     assert not os.path.exists(state_dir)
-    assert os.listdir(unit_dir) == ['multi-user.target.wants'] and not os.listdir(os.path.join(unit_dir, 'multi-user.target.wants'))
+    assert sorted(os.listdir(unit_dir)) == ['multi-user.target.wants', 'timers.target.wants']
+    assert not os.listdir(os.path.join(unit_dir, 'multi-user.target.wants')) and not os.listdir(os.path.join(unit_dir, 'timers.target.wants'))
     assert node_dumps(netns) == before  # removing the persistence touches no kernel state
 
 
@@ -140,7 +148,8 @@ def test_check_mode_writes_nothing_and_diff_shows_the_change(netns, dirs):
     state_dir, unit_dir = dirs
     as_gw1(netns)
     report = converge(netns, state_dir, unit_dir, check=True, diff=True)
-    assert not os.path.exists(state_dir) and os.listdir(unit_dir) == ['multi-user.target.wants']
+    assert not os.path.exists(state_dir) and sorted(os.listdir(unit_dir)) == ['multi-user.target.wants', 'timers.target.wants']
+    assert not os.listdir(os.path.join(unit_dir, 'timers.target.wants'))
     converge(netns, state_dir, unit_dir)
     with open(os.path.join(state_dir, 'state.json')) as handle:
         persisted = handle.read()

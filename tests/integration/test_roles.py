@@ -262,8 +262,9 @@ def test_check_mode_reports_changes_and_touches_nothing(netns):
 # --- a node refused whole, before its first write (node_apply checks every call first) ---
 
 def kernel_dump(ns):
-    return [line for line in ns.out('ipset save; iptables-save -t nat; ip6tables-save -t nat; ip -d addr; ip -4 route show table all; '
-                  'ip -6 route show table all').splitlines() if not line.startswith('#')]
+    dump = ns.out('ipset save; iptables-save -t nat; ip6tables-save -t nat; ip -d addr; ip -4 route show table all; '
+                  'ip -6 route show table all')
+    return [line for line in dump.splitlines() if not line.startswith('#')]
 
 
 def test_a_service_external_ip_held_on_another_interface_refuses_the_node_before_any_write(netns):

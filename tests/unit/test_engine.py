@@ -177,6 +177,16 @@ def test_masquerade_refuses_bad_input_naming_it_before_reading():
     assert '10.244.0.0/33' in result['msg'] and fake.restores == []
 
 
+def test_a_message_quoting_a_huge_value_is_cut_to_a_readable_length():
+    fake = kernel('nat-empty')
+    comment = 'x' * (5 * 1024 * 1024)
+    result = failure(masquerade, masq_params(comment=comment), fake)
+    assert len(result['msg']) < 1200, len(result['msg'])
+    assert result['msg'].startswith("invalid comment 'xxxx") and 'characters cut' in result['msg']
+    assert result['msg'].endswith('without quotes or backslashes') and fake.restores == []
+    assert engine.readable('short message') == 'short message'
+
+
 def test_masquerade_failure_in_the_second_family_says_the_first_was_applied():
     fake = kernel('nat-empty', fail={('ipv6', 'nft')})
     result = failure(masquerade, masq_params(), fake)

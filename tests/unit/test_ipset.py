@@ -149,7 +149,7 @@ def test_render_create():
 
 
 def test_render_changes_adds_first():
-    batch = ipset.Batch()
+    batch = ipset.Transaction()
     ipset.render_changes(batch, 'p', ['b'], ['a'])
     assert batch == ['add p b', 'del p a']
     assert batch.ops == [('p', 'add', 'b'), ('p', 'del', 'a')]
@@ -367,13 +367,13 @@ def test_carry_over_keeps_what_other_writers_did_before_the_swap():
     # meanwhile another writer added .9 (with a comment) and removed .2, which this run kept
     old = ipset.parse_save('create %s hash:ip family inet\nadd %s 10.0.0.1\nadd %s 10.0.0.3\nadd %s 10.0.0.9 comment "x"\n'
                            % ((tmp,) * 4))[tmp]
-    batch = ipset.Batch()
+    batch = ipset.Transaction()
     ipset.render_carry_over(batch, read, old, added=['10.0.0.4'], removed=['10.0.0.1'])
     assert batch == ['add p 10.0.0.9 comment "x"', 'del p 10.0.0.2', 'destroy %s' % tmp]
 
 
 def test_applied_and_say_name_what_lines_did():
-    batch = ipset.Batch()
+    batch = ipset.Transaction()
     batch.put('create p hash:ip family inet', 'p', 'create')
     ipset.render_changes(batch, 'p', ['10.0.0.1', '10.0.0.2'], ['10.0.0.3'])
     batch.put('swap q t', 'q', 'swap', 't')

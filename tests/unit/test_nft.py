@@ -232,7 +232,7 @@ OUR_TABLE = NO_TABLES[:-2] + ', {"table": {"family": "ip6", "name": "clusternet"
 def test_read_of_a_missing_table_is_none_whatever_the_locale_says():
     run = FakeRun((1, '', 'Fehler: Datei oder Verzeichnis nicht gefunden\n'), (0, NO_TABLES, ''))
     assert nft.NftKernel(run).read('ipv4') is None
-    assert [args for args, _ in run.calls] == [['nft', '-j', 'list', 'table', 'ip', 'clusternet'], ['nft', '-j', 'list', 'tables', 'ip']]
+    assert [call[0] for call in run.calls] == [['nft', '-j', 'list', 'table', 'ip', 'clusternet'], ['nft', '-j', 'list', 'tables', 'ip']]
 
 
 @pytest.mark.parametrize('listing', [(0, OUR_TABLE, ''), (1, '', 'Error: Operation not permitted\n'), (0, 'garbage', '')])

@@ -56,7 +56,7 @@ ROWS = {
     'ff00::/8': ('multicast', [('feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', None), ('ff00::', MCAST),
                                ('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', MCAST)]),
 }
-ADDRESSES = [(address, reason) for _, cases in ROWS.values() for address, reason in cases]
+ADDRESSES = [case for row in ROWS.values() for case in row[1]]
 
 
 def test_every_row_of_the_table_is_tested_and_says_why():

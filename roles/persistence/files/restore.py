@@ -3,6 +3,7 @@
 """Restore the host state clusternet.node last converged on this node, without Ansible.
 
 usage: restore.py [--node-ip-timeout SECONDS] DIR
+       restore.py --reconcile [--report-only] [--metrics-dir MDIR] DIR
 
 DIR (written by the clusternet.node.persistence role) holds:
   state.json      {"calls": [{"module": NAME, "args": {...}}, ...]}: the arguments the
@@ -25,6 +26,15 @@ nothing. state.json is checked whole before anything runs: if it is not a list o
 nothing runs; a call that is malformed (not a mapping, a module the bundle lacks, args
 missing or not a mapping) is reported and skipped, and every other call is attempted.
 Exit status 0 when every call succeeded, 1 otherwise.
+
+--reconcile (the clusternet-node-reconcile timer) runs every call in check mode with
+diff, logs one line per drifted object (module, family, what differs: missing, extra or
+different, and the object) read from the module's own check-mode result, then, unless
+--report-only, runs for real the calls that would change. Each module run takes the host
+lock and touches only what its call owns, as at boot. It writes MDIR/clusternet_node.prom
+for node_exporter's textfile collector (atomically: a temporary file beside it, renamed),
+with the repair and failure counters kept across runs in DIR/reconcile.json. Drift is not
+a failure: the exit status is 1 only when a call failed or nothing could run.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -49,7 +59,7 @@ COLLECTION = 'ansible_collections.clusternet.node'
 BOOLEANS_TRUE = ('y', 'yes', 'on', '1', 'true', 't')
 BOOLEANS_FALSE = ('n', 'no', 'off', '0', 'false', 'f')
 SBIN = ('/sbin', '/usr/sbin', '/usr/local/sbin')
-FILES = ('restore.py', 'state.json', 'plugins.bundle')
+FILES = ('restore.py', 'state.json', 'plugins.bundle', 'reconcile.json')
 CALL_KEYS = ('module', 'args')
 
 
@@ -282,17 +292,20 @@ class AnsibleModule(object):
 
     args = {}  # the call's arguments, set by run_call before the module's main()
     params = {}  # the last call's validated parameters, defaults included (for the journal line)
+    modes = {'check_mode': False, 'diff': False}  # the call's --check and --diff, set by run_call
 
     def __init__(self, argument_spec, supports_check_mode=False, **_kwargs):
         self.argument_spec = argument_spec
-        self.check_mode = False
-        self._diff = False
+        self.check_mode = self.modes['check_mode']
+        self._diff = self.modes['diff']
         self.warnings = []
         self._tmpdir = None
         try:
             self.params = AnsibleModule.params = validate(argument_spec, self.args)
         except ValueError as exc:
             self.fail_json(msg=str(exc))
+        if self.check_mode and not supports_check_mode:
+            self.exit_json(skipped=True, msg='remote module does not support check mode')
 
     def get_bin_path(self, arg, required=False, opt_dirs=None):
         path = os.pathsep.join(list(opt_dirs or []) + [os.environ.get('PATH', '')] + list(SBIN))
@@ -353,9 +366,10 @@ def install(files):
     return importer
 
 
-def run_call(call):
+def run_call(call, check_mode=False, diff=False):
     """Run one module's main() with the call's arguments; its result (failed: true on failure)."""
     AnsibleModule.args, AnsibleModule.params = call['args'], {}
+    AnsibleModule.modes = {'check_mode': check_mode, 'diff': diff}
     name = '%s.plugins.modules.%s' % (COLLECTION, call['module'])
     try:
         module = importlib.import_module(name)
@@ -367,6 +381,7 @@ def run_call(call):
         return {'failed': True, 'msg': 'module %s raised %s: %s' % (call['module'], type(exc).__name__, str(exc)[:300])}
     finally:
         AnsibleModule.args = {}
+        AnsibleModule.modes = {'check_mode': False, 'diff': False}
     return {'failed': True, 'msg': 'module %s returned without a result' % call['module']}
 
 
@@ -390,13 +405,13 @@ def wait_for(addresses, timeout, clock=time.monotonic, sleep=time.sleep, present
         sleep(0.25)
 
 
-def summary(call, result):
+def summary(call, result, changed='restored (changed)', unchanged='already in place'):
     params = dict(call['args'], **AnsibleModule.params)  # with the module's defaults (interface, chain)
     what = params.get('name') or params.get('interface') or params.get('chain') or ''
     head = '%s%s' % (call['module'], ' ' + what if what else '')
     if result.get('failed'):
         return '%s: FAILED: %s' % (head, result.get('msg'))
-    return '%s: %s' % (head, 'restored (changed)' if result.get('changed') else 'already in place')
+    return '%s: %s' % (head, changed if result.get('changed') else unchanged)
 
 
 def node_ips_of(call, families):
@@ -408,11 +423,13 @@ def node_ips_of(call, families):
         return None
 
 
-def restore(directory, node_ip_timeout, log=print):
+def load(directory, log):
+    """(texts, calls, invalid, families module) from DIR, the bundle installed; calls is None
+    when nothing is persisted yet."""
     texts = read_state_dir(directory)
     if texts['state.json'] is None:
         log('nothing persisted yet in %s: no converge has succeeded on this node' % directory)
-        return True
+        return texts, None, [], None
     if texts['plugins.bundle'] is None:
         raise Refused('%s has state.json but no plugins.bundle' % directory)
     try:
@@ -424,9 +441,15 @@ def restore(directory, node_ip_timeout, log=print):
     calls, invalid = check_calls(document, modules)
     for line in invalid:
         log(line)
-    ok = not invalid
     install(files)
-    families = importlib.import_module(COLLECTION + '.plugins.module_utils.families')
+    return texts, calls, invalid, importlib.import_module(COLLECTION + '.plugins.module_utils.families')
+
+
+def restore(directory, node_ip_timeout, log=print):
+    _texts, calls, invalid, families = load(directory, log)
+    if calls is None:
+        return True
+    ok = not invalid
 
     def present():
         return set(families.parse_address(address) for address in present_node_ips())
@@ -452,12 +475,242 @@ def restore(directory, node_ip_timeout, log=print):
     return ok
 
 
+# ---- reconcile: drift from each module's check-mode result ----
+
+FAMILY_NAMES = ('ipv4', 'ipv6')
+METRICS_FILE = 'clusternet_node.prom'
+COUNTERS_FILE = 'reconcile.json'
+
+
+def diff_sections(text):
+    """{family: [lines]} of an iptables module's diff text ('# ipv4' then its lines, ...)."""
+    sections, family = {}, None
+    for line in (text or '').splitlines():
+        if line.startswith('# ') and line[2:] in FAMILY_NAMES:
+            family = line[2:]
+            sections[family] = []
+        elif family and line:
+            sections[family].append(line)
+    return sections
+
+
+def _changed_lines(family, before, after, what):
+    """missing / extra lines between one family's before and after, in their order."""
+    return ([(family, 'missing', '%s %s' % (what, line)) for line in after if line not in before]
+            + [(family, 'extra', '%s %s' % (what, line)) for line in before if line not in after])
+
+
+def _ipset_drift(result, diff):
+    out = []
+    before = set(diff.get('before', '').splitlines())
+    for family in FAMILY_NAMES:
+        state = result.get(family) or {}
+        for label in state.get('added', []):
+            # a key already there that only gains or loses its nomatch flag
+            key = label[:-len(' nomatch')] if label.endswith(' nomatch') else label
+            held = {'add %s %s' % (state['name'], key), 'add %s %s nomatch' % (state['name'], key)} & before
+            out.append((family, 'different' if held else 'missing', 'set %s entry %s' % (state['name'], label)))
+        out += [(family, 'extra', 'set %s entry %s' % (state['name'], label)) for label in state.get('removed', [])]
+    return out
+
+
+def _vip_family(address):
+    return 'ipv6' if ':' in address else 'ipv4'
+
+
+def _vip_drift(result, diff):
+    out = []
+    interface = result.get('interface') or {}
+    name = interface.get('name', '')
+    for key, what in (('created', 'missing'), ('adopted', 'different'), ('set_up', 'different')):
+        if interface.get(key):
+            out.append(('link', what, 'interface %s%s' % (name, {'adopted': ' not marked as ours', 'set_up': ' down'}.get(key, ''))))
+    for family in FAMILY_NAMES:
+        state = result.get(family) or {}
+        out += [(family, 'missing', 'address %s' % each) for each in state.get('added', [])]
+        out += [(family, 'extra', 'address %s' % each) for each in state.get('removed', [])]
+        out += [(family, 'missing', 'route %s' % each) for each in state.get('routes_added', [])]
+        out += [(family, 'extra', 'route %s' % each) for each in state.get('routes_removed', [])]
+    return out
+
+
+def _nat_drift(_result, diff):
+    before, after = diff_sections(diff.get('before')), diff_sections(diff.get('after'))
+    out = []
+    for family in FAMILY_NAMES:
+        out += _changed_lines(family, before.get(family, []), after.get(family, []), 'rule')
+    return out
+
+
+DRIFT = {'ipset': _ipset_drift, 'vip': _vip_drift, 'masquerade': _nat_drift, 'fip': _nat_drift}
+
+
+def drift_of(module, result):
+    """[(family, missing|extra|different, object)] a check-mode result with diff says would change."""
+    diff = result.get('diff') or {}
+    return DRIFT[module](result, diff[0] if isinstance(diff, list) else diff)
+
+
+def managed_of(module, result):
+    """{family: number of objects} the call owns once in sync: its check-mode diff's after."""
+    diff = result.get('diff') or {}
+    after = (diff[0] if isinstance(diff, list) else diff).get('after', '')
+    counts = dict((family, 0) for family in FAMILY_NAMES)
+    if module in ('masquerade', 'fip'):
+        for family, lines in diff_sections(after).items():
+            counts[family] = len(lines)
+    elif module == 'ipset':
+        names = dict(((result.get(family) or {}).get('name'), family) for family in FAMILY_NAMES)
+        for line in after.splitlines():
+            words = line.split()
+            if len(words) > 2 and words[0] == 'add' and words[1] in names:
+                counts[names[words[1]]] += 1
+    else:  # vip: each address, then its routes
+        family = None
+        for line in after.splitlines():
+            if line.startswith('address '):
+                family = _vip_family(line.split()[1])
+            if family and (line.startswith('address ') or line.startswith('  route ')):
+                counts[family] += 1
+    return counts
+
+
+def read_counters(text, log):
+    """{'repairs': {(module, family): n}, 'failures': {module: n}} from reconcile.json; zero when absent or unreadable."""
+    counters = {'repairs': {}, 'failures': {}}
+    if text is None:
+        return counters
+    try:
+        document = json.loads(text)
+        counters['repairs'] = dict(((entry['module'], entry['family']), int(entry['value'])) for entry in document['repairs'])
+        counters['failures'] = dict((entry['module'], int(entry['value'])) for entry in document['failures'])
+    except (ValueError, KeyError, TypeError) as exc:
+        log('%s unreadable (%s): the counters start again from zero' % (COUNTERS_FILE, cut(str(exc))))
+        return {'repairs': {}, 'failures': {}}
+    return counters
+
+
+def write_atomically(directory, name, text, mode):
+    """name in directory replaced in one rename by a file holding text: a reader sees the old or the new file whole."""
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, dir=directory)  # not *.prom: node_exporter skips it
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, os.path.join(directory, name))
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _label(value):
+    return str(value).replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+
+
+def render_metrics(now, ok, repair, drifted, managed, counters):
+    """The text exposition format node_exporter's textfile collector reads."""
+    families = [
+        ('clusternet_node_reconcile_last_run_timestamp_seconds', 'gauge',
+         'Unix time the last reconcile of the converged host state ended.', [({}, now)]),
+        ('clusternet_node_reconcile_success', 'gauge',
+         '1 when every call of the last reconcile ran (drift found is not a failure), 0 otherwise.', [({}, int(ok))]),
+        ('clusternet_node_reconcile_repair_enabled', 'gauge',
+         '1 when the reconcile repairs drift, 0 when it only reports it.', [({}, int(repair))]),
+        ('clusternet_node_drifted_objects', 'gauge',
+         'Objects the last reconcile found missing, extra or different, per module and family.',
+         [({'module': module, 'family': family}, value) for (module, family), value in sorted(drifted.items())]),
+        ('clusternet_node_managed_objects', 'gauge',
+         'Objects the persisted calls own once in sync, per module and family.',
+         [({'module': module, 'family': family}, value) for (module, family), value in sorted(managed.items())]),
+        ('clusternet_node_reconcile_repairs_total', 'counter',
+         'Drifted objects a reconcile repaired, per module and family.',
+         [({'module': module, 'family': family}, value) for (module, family), value in sorted(counters['repairs'].items())]),
+        ('clusternet_node_reconcile_failures_total', 'counter',
+         'Calls that failed in a reconcile (check or repair), per module.',
+         [({'module': module}, value) for module, value in sorted(counters['failures'].items())]),
+    ]
+    lines = []
+    for name, kind, text, samples in families:
+        lines += ['# HELP %s %s' % (name, text), '# TYPE %s %s' % (name, kind)]
+        for labels, value in samples:
+            rendered = ','.join('%s="%s"' % (key, _label(labels[key])) for key in sorted(labels))
+            lines.append('%s%s %s' % (name, '{%s}' % rendered if rendered else '', value))
+    return '\n'.join(lines) + '\n'
+
+
+def reconcile(directory, repair, log=print):
+    """Check every call, log its drift, repair it unless report-only; the counters saved.
+    Returns (ok, drifted {(module, family): n}, managed {(module, family): n}, counters)."""
+    texts, calls, invalid, _families = load(directory, log)
+    counters = read_counters(texts.get(COUNTERS_FILE), log)
+    ok = not invalid
+    drifted, managed = {}, {}
+    for call in calls or []:
+        module = call['module']
+        result = run_call(call, check_mode=True, diff=True)
+        if not result.get('failed'):
+            for family, count in managed_of(module, result).items():
+                managed[(module, family)] = managed.get((module, family), 0) + count
+            found = drift_of(module, result)
+            for family, what, thing in found:
+                drifted[(module, family)] = drifted.get((module, family), 0) + 1
+                log('drift: module=%s family=%s %s: %s' % (module, family, what, thing))
+            if result.get('changed') and not found:
+                log('drift: module=%s would change outside the objects it reports (see its warnings)' % module)
+            if result.get('changed') and repair:
+                result = run_call(call)
+                if not result.get('failed'):
+                    for family in set(family for family, _what, _thing in found):
+                        key = (module, family)
+                        counters['repairs'][key] = counters['repairs'].get(key, 0) + sum(1 for each in found if each[0] == family)
+        for warning in result.get('warnings') or []:
+            log('%s: warning: %s' % (module, warning))
+        if result.get('failed'):
+            counters['failures'][module] = counters['failures'].get(module, 0) + 1
+            ok = False
+        log(summary(call, result, 'repaired' if repair else 'drifted, not repaired (report only)', 'in sync'))
+    if calls is not None:
+        document = {'repairs': [{'module': m, 'family': f, 'value': v} for (m, f), v in sorted(counters['repairs'].items())],
+                    'failures': [{'module': m, 'value': v} for m, v in sorted(counters['failures'].items())]}
+        write_atomically(directory, COUNTERS_FILE, json.dumps(document, indent=1) + '\n', 0o600)
+    return ok, drifted, managed, counters
+
+
+def run_reconcile(directory, repair, metrics_dir, log, clock=time.time):
+    """reconcile(), then the metrics file, written whatever happened; the exit status."""
+    try:
+        ok, drifted, managed, counters = reconcile(directory, repair, log=log)
+    except Refused as exc:
+        log('refusing to reconcile from %s, nothing was run: %s' % (directory, exc))
+        ok, drifted, managed, counters = False, {}, {}, {'repairs': {}, 'failures': {}}
+    if metrics_dir:
+        try:
+            os.makedirs(metrics_dir, mode=0o755, exist_ok=True)
+            write_atomically(metrics_dir, METRICS_FILE, render_metrics(clock(), ok, repair, drifted, managed, counters), 0o644)
+        except OSError as exc:
+            log('cannot write %s/%s: %s' % (metrics_dir, METRICS_FILE, exc))
+            ok = False
+    return 0 if ok else 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--node-ip-timeout', type=int, default=60, help='seconds to wait for the VIPs\' node IPs (default 60)')
+    parser.add_argument('--reconcile', action='store_true', help='check every call, log and repair its drift, write metrics')
+    parser.add_argument('--report-only', action='store_true', help='with --reconcile: log drift, change nothing')
+    parser.add_argument('--metrics-dir', default='', help='with --reconcile: where clusternet_node.prom is written (none: no file)')
     parser.add_argument('directory')
     args = parser.parse_args(argv)
-    log = lambda line: print(line, flush=True)  # noqa: E731 (stdout is the unit's journal)
+
+    def log(line):
+        print(line, flush=True)  # stdout is the unit's journal
+
+    if args.reconcile:
+        return run_reconcile(args.directory, not args.report_only, args.metrics_dir, log)
+    if args.report_only or args.metrics_dir:
+        parser.error('--report-only and --metrics-dir go with --reconcile')
     try:
         ok = restore(args.directory, args.node_ip_timeout, log=log)
     except Refused as exc:
