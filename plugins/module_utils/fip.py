@@ -8,10 +8,15 @@ carries the comment "clusternet fip EXTERNAL" (EXTERNAL as Python's ipaddress
 prints it: dotted IPv4, compressed lower-case IPv6), so a FIP is found by its
 external IP alone, whatever internal IP it points to and wherever its rules are.
 The chains are planned as a whole: any difference rebuilds both of one family in
-one iptables-restore transaction, so no FIP is ever seen half-programmed. The
-chains are managed only while they are ours (own(), by iptables.foreign_content): every rule
-in them carries a FIP comment, or they are empty and only our jumps reach them;
-with allow_foreign_chain other rules in them are kept, in front of ours.
+one iptables-restore transaction, so no FIP is ever seen half-programmed. A rule is a
+FIP's only when its comment is byte for byte the one we write for it. The chains are
+managed only while they are ours (own(), by iptables.foreign_content): they hold our mark
+(MARK, the no-op first rule written with each chain; any other rule in them is a stray,
+removed), or every rule in them carries a FIP comment (chains of a release before marks:
+the next run marks them), or they are empty and only our jumps reach them; with
+allow_foreign_chain the rules of someone else's chain are kept, in front of ours, and the
+chain is not marked. Only jumps carrying JUMP_COMMENT are ours; removing a chain that any
+other rule jumps to is refused naming that rule.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,6 +32,8 @@ from ansible_collections.clusternet.node.plugins.module_utils.families import FA
 TABLE = 'nat'
 COMMENT_PREFIX = 'clusternet fip '
 JUMP_COMMENT = 'clusternet fip'
+# The comment of the no-op first rule that marks both chains as created by this module (iptables.mark_rule).
+MARK = 'clusternet.node fip chain'
 DNAT_PARENTS = ('PREROUTING', 'OUTPUT')
 SNAT_PARENTS = ('POSTROUTING',)
 
@@ -103,13 +110,17 @@ def desired_rules(external, internal, dnat_chain, snat_chain):
 
 
 def fip_of(rule):
-    """The external IP named by a Rule's FIP comment, or None for any other rule."""
+    """The external IP named by a Rule's FIP comment, or None for any other rule. The comment
+    must be exactly what desired_rules writes ("clusternet fip 203.0.113.7"): one that only
+    resembles it (another spacing, a /32, another spelling of the address) is someone else's."""
     comment = rule.comment
     if comment and comment.startswith(COMMENT_PREFIX):
         try:
-            return parse_address(comment[len(COMMENT_PREFIX):])
+            external = parse_address(comment[len(COMMENT_PREFIX):])
         except ValueError:
-            pass
+            return None
+        if comment == COMMENT_PREFIX + str(external):
+            return external
     return None
 
 
@@ -136,23 +147,29 @@ def same_rules(current, desired):
 
 class Owned(object):
     """One family's table as own() classified it: fips, {external: Fip} of every rule that
-    carries a FIP comment (ours, wherever it is); owns(rule): whether a rule is one of them."""
+    carries a FIP comment (ours, wherever it is); owns(rule): whether a rule is one of them;
+    foreign: {chain: why} of our chains that someone else made (kept only with allow_foreign_chain)."""
 
-    def __init__(self, table):
+    def __init__(self, table, chains):
         self.table = table
         self.fips = find_fips(table)
         ours = set(id(rule) for fip in self.fips.values() for _chain, rule in fip.rules)
         self.owns = lambda rule: id(rule) in ours
+        self.foreign = {}
+        for chain in chains:
+            problem = ipt.foreign_content(table, chain, self.owns, JUMP_COMMENT, MARK)
+            if problem:
+                self.foreign[chain] = problem
 
 
 def own(table, dnat_chain, snat_chain, allow_foreign_chain=False):
     """Owned(table); ValueError naming the chain and a foreign rule unless both chains are ours
-    (every rule in them carries a FIP comment, or they are empty and only our jumps reach them),
-    or allow_foreign_chain lets the run keep the foreign rules."""
-    owned = Owned(table)
+    (iptables.foreign_content with our MARK, a FIP comment on each rule, our jump comment on
+    each jump), or allow_foreign_chain lets the run keep the foreign rules."""
+    owned = Owned(table, (dnat_chain, snat_chain))
     if not allow_foreign_chain:
         for chain, what in ((dnat_chain, 'dnat_chain'), (snat_chain, 'snat_chain')):
-            problem = ipt.foreign_content(table, chain, owned.owns, JUMP_COMMENT)
+            problem = owned.foreign.get(chain)
             if problem:
                 raise ValueError('refusing to manage %s %r: %s (every rule of this module carries the comment %r); '
                                  'set allow_foreign_chain to manage it anyway' % (what, chain, problem, COMMENT_PREFIX + 'EXTERNAL_IP'))
@@ -210,8 +227,9 @@ def plan(owned, wanted, state, exclusive, dnat_chain, snat_chain):
     ours = (dnat_chain, snat_chain)
     content = {}
     for chain in ours:
-        # Rules without a FIP comment in our chains (only with allow_foreign_chain) are someone else's: kept, first.
-        content[chain] = [rule for rule in table.chain_rules(chain) if not owns(rule)]
+        # In someone else's chain (only with allow_foreign_chain) their rules are kept, first, and
+        # the chain stays unmarked; in ours any rule without a FIP comment is a stray: dropped.
+        content[chain] = [rule for rule in table.chain_rules(chain) if not owns(rule)] if chain in owned.foreign else [ipt.mark_rule(MARK)]
     foreign = dict((chain, len(content[chain])) for chain in ours)
     strays_kept = []
     for external in sorted(final):
@@ -228,14 +246,15 @@ def plan(owned, wanted, state, exclusive, dnat_chain, snat_chain):
     for chain, parents in ((dnat_chain, DNAT_PARENTS), (snat_chain, SNAT_PARENTS)):
         if len(content[chain]) > foreign[chain]:
             ipt.reconcile_chain(transaction, table, chain, content[chain], parents, JUMP_COMMENT)
-        elif content[chain]:
-            # Only foreign rules left (allow_foreign_chain): the chain stays theirs, our jumps go.
+        elif chain in owned.foreign:
+            # No FIP rule left in someone else's chain (allow_foreign_chain): it goes back to its
+            # own rules, our jumps go.
             ipt.reconcile_chain(transaction, table, chain, content[chain], (), JUMP_COMMENT)
-            for parent, rule in table.jumps_to(chain):
-                if parent in parents:
-                    transaction.delete(parent, rule)
+            for parent, rule in ipt.our_jumps(table, chain, JUMP_COMMENT, parents):
+                transaction.delete(parent, rule)
         else:
-            ipt.remove_chain(transaction, table, chain)
+            ipt.remove_chain(transaction, table, chain, JUMP_COMMENT)
+            content[chain] = []
 
     result.before = view(table.rules, ours, [(chain, rule) for fip in current.values() for chain, rule in fip.rules if chain not in ours])
     result.after = view(content, ours, strays_kept) if transaction else result.before
@@ -299,7 +318,7 @@ class Engine(object):
             other = seen[family].other
             if other is None:
                 continue
-            seen[family].other_owned = Owned(other)
+            seen[family].other_owned = Owned(other, intent.chains)
             if not any(other.has_chain(chain) for chain in intent.chains) and not seen[family].other_owned.fips:
                 seen[family].other = None
             elif intent.params['purge_other_backend']:
@@ -366,7 +385,10 @@ class Engine(object):
                  + ['rules of floating IP %s' % external for external in sorted(seen.other_owned.fips)])
         transaction = ipt.Transaction(TABLE)
         if params['purge_other_backend']:
-            transaction = plan(seen.other_owned, {}, 'present', True, *intent.chains).transaction
+            try:
+                transaction = plan(seen.other_owned, {}, 'present', True, *intent.chains).transaction
+            except ValueError as exc:
+                raise ValueError('%s, %s backend: %s' % (family, backend, exc)) from None
         else:
             result.warnings.append('the %s backend (%s -t %s) still holds this module\'s %s; they still apply to packets: '
                                    'set purge_other_backend to remove them' % (backend, ipt.backend_tool(family, backend, 'save'), TABLE, ', '.join(found)))

@@ -316,9 +316,25 @@ class Transaction(object):
         return '*%s\n%s\nCOMMIT\n' % (self.table_name, '\n'.join(lines))
 
 
+def mark_rule(mark):
+    """The rule that marks a chain as created by a module: no target, so packets go on to the
+    next rule (a no-op), only a comment match carrying mark. iptables chains carry no comment
+    of their own; this rule, written first whenever the module (re)builds the chain, is what
+    says "ours" after anyone appends to, inserts into or reorders the chain."""
+    return Rule(comment_match(mark))
+
+
+def our_jumps(table, chain, comment, parents=None):
+    """[(parent, Rule)] of the jumps to chain that are ours: they carry exactly comment (and sit in
+    one of parents, when given). Every other rule that jumps or goes to chain is someone else's."""
+    return [(parent, rule) for parent, rule in table.jumps_to(chain)
+            if rule.comment == comment and (parents is None or parent in parents)]
+
+
 def reconcile_chain(transaction, table, chain, desired, parents, comment=None):
     """Queue what makes `chain` hold exactly `desired` (Rules, in order) and be jumped to
-    exactly once from each chain in `parents` (inserted first when missing).
+    exactly once by our jump (the one carrying comment) from each chain in `parents` (inserted
+    first when missing). Jumps to chain without that comment are someone else's: left alone.
 
     When the chain's content differs in any way (missing, extra, duplicated or
     reordered rules) it is redeclared, which iptables-restore --noflush applies as an
@@ -330,7 +346,7 @@ def reconcile_chain(transaction, table, chain, desired, parents, comment=None):
             transaction.append(chain, rule)
     jump = jump_rule(chain, comment)
     for parent in parents:
-        existing = [rule for rule in table.chain_rules(parent) if rule.target == chain]
+        existing = [rule for _parent, rule in our_jumps(table, chain, comment, (parent,))]
         if rules_equal(existing, [jump]):
             continue
         for rule in existing:
@@ -338,33 +354,54 @@ def reconcile_chain(transaction, table, chain, desired, parents, comment=None):
         transaction.jump(parent, chain, comment)
 
 
-def remove_chain(transaction, table, chain):
-    """Queue the deletion of every jump to `chain` and of the chain itself; nothing when absent."""
+def referenced_by(table, chain, comment):
+    """Why `chain` cannot be removed: a rule without comment that jumps or goes to it, or None."""
     for parent, rule in table.jumps_to(chain):
+        if rule.comment != comment:
+            return 'a rule without this module\'s comment jumps to it: -A %s %s' % (parent, rule.text)
+    return None
+
+
+def remove_chain(transaction, table, chain, comment):
+    """Queue the deletion of our jumps to `chain` (those carrying comment) and of the chain
+    itself; nothing when absent. ValueError naming the rule when a rule of someone else's
+    still jumps to it (removing the chain would need deleting that rule: never ours to do)."""
+    problem = referenced_by(table, chain, comment)
+    if problem:
+        raise ValueError('refusing to remove chain %r: %s; delete that rule, or keep the chain' % (chain, problem))
+    for parent, rule in our_jumps(table, chain, comment):
         transaction.delete(parent, rule)
     if table.has_chain(chain):
         transaction.declare(chain)
         transaction.destroy(chain)
 
 
-def foreign_content(table, chain, owns, jump_comment):
+def foreign_content(table, chain, owns, jump_comment, mark):
     """Why `chain` is not ours, naming one offending rule, or None when it is.
 
-    A chain is ours when it does not exist; or when it holds rules and owns(rule) claims
-    every one (each carries this module's comment); or when it is empty and every rule
-    that jumps or goes to it carries this module's jump comment (an empty chain nothing
-    foreign points at holds nothing to lose). Anything else was made by someone else.
+    A chain is ours when it does not exist; or when it holds mark_rule(mark) anywhere (we
+    created it: any other rule in it is a stray, repaired by the next rebuild); or, for a
+    chain written before marks existed, when it holds rules and owns(rule) claims every one
+    (each carries this module's comment: the next run adds the mark); or when it is empty
+    and every rule that jumps or goes to it carries this module's jump comment (an empty
+    chain nothing foreign points at holds nothing to lose). Anything else was made by
+    someone else.
     """
     if not table.has_chain(chain):
         return None
     rules = table.rules[chain]
-    for rule in rules:
-        if not owns(rule):
-            return 'it holds a rule without this module\'s comment: -A %s %s' % (chain, rule.text)
+    marker = mark_rule(mark)
+    if any(rule == marker for rule in rules):
+        return None
+    foreign = [rule for rule in rules if not owns(rule)]
+    if foreign:
+        # Name a rule that does something (another module's mark is only a comment).
+        rule = next((rule for rule in foreign if rule.target), foreign[0])
+        return 'it holds a rule without this module\'s comment: -A %s %s' % (chain, rule.text)
     if not rules:
-        for parent, rule in table.jumps_to(chain):
-            if rule.comment != jump_comment:
-                return 'it is empty and a rule without this module\'s comment jumps to it: -A %s %s' % (parent, rule.text)
+        problem = referenced_by(table, chain, jump_comment)
+        if problem:
+            return 'it is empty and ' + problem
     return None
 
 

@@ -9,8 +9,11 @@ iptables engine compares it with the kernel's chain by structure, order and
 duplicates. A family without a cluster CIDR has no rules of ours: its chain and
 jump are removed, and "nothing there yet" is simply an empty table, never an
 error. The chain is managed only while it is ours (decided in Engine.own, by
-iptables.foreign_content): every rule in it carries our comment, or it is empty and
-only our jumps reach it.
+iptables.foreign_content): it holds our mark (MARK, the no-op first rule written with the
+chain), or every rule in it carries our comment (a chain of a release before marks), or it
+is empty and only our jumps reach it. In a chain of ours any other rule is a stray, removed.
+Outside it only the jump carrying our comment is ours: any other rule that jumps to the
+chain is left alone, and removing the chain while one does is refused naming it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,6 +40,8 @@ PARENT = 'POSTROUTING'
 COMMENT_RE = re.compile(r'^[ !#-&(-\[\]-~]{1,255}$')
 # fip finds its rules by this comment prefix anywhere in the table: a masquerade comment of that form would be taken for a FIP.
 FIP_COMMENT = 'clusternet fip'
+# The comment of the no-op first rule that marks a chain as created by this module (iptables.mark_rule).
+MARK = 'clusternet.node masquerade chain'
 MARK_RE = re.compile(r'^(0x[0-9a-f]+|0|[1-9][0-9]*)(?:/(0x[0-9a-f]+|0|[1-9][0-9]*))?$', re.IGNORECASE)
 FULL_MARK = 0xffffffff
 IPV4_MAPPED = ipaddress.ip_network('::ffff:0:0/96')
@@ -142,24 +147,25 @@ def desired_rules(family, clusters, pods, comment, skip_mark, random_fully):
 
 def refuse_foreign(table, intent):
     """own(): ValueError naming the chain and a foreign rule unless intent.chain is ours in table
-    (or allow_foreign_chain takes it over). Ours: every rule in it carries our comment, or it
-    is empty and only our jumps reach it."""
+    (or allow_foreign_chain takes it over, marking it). Ours: iptables.foreign_content with our
+    MARK, our comment on each rule, and our comment on each jump."""
     if intent.allow_foreign_chain:
         return
-    problem = ipt.foreign_content(table, intent.chain, lambda rule: rule.comment == intent.comment, intent.comment)
+    problem = ipt.foreign_content(table, intent.chain, lambda rule: rule.comment == intent.comment, intent.comment, MARK)
     if problem:
         raise ValueError('refusing to manage chain %r: %s (this module\'s comment is %r); '
                          'set allow_foreign_chain to take the chain over' % (intent.chain, problem, intent.comment))
 
 
 def plan_family(table, chain, rules, comment):
-    """The Transaction of one family: reconcile our chain and its single jump, or remove both
-    when the family has no rules; empty when the table is in sync."""
+    """The Transaction of one family: reconcile our chain (our mark, then rules) and its single
+    jump, or remove both when the family has no rules; empty when the table is in sync.
+    ValueError when the chain is to go but a foreign rule still jumps to it."""
     transaction = ipt.Transaction(TABLE)
     if rules:
-        ipt.reconcile_chain(transaction, table, chain, rules, [PARENT], comment)
+        ipt.reconcile_chain(transaction, table, chain, [ipt.mark_rule(MARK)] + rules, [PARENT], comment)
     else:
-        ipt.remove_chain(transaction, table, chain)
+        ipt.remove_chain(transaction, table, chain, comment)
     return transaction
 
 
@@ -189,11 +195,15 @@ def view(table, chain):
     return [ipt.line('-A', parent, rule) for parent, rule in jumps] + [ipt.line('-A', chain, rule) for rule in table.chain_rules(chain)]
 
 
-def expected_view(chain, rules, comment):
-    """view() of a table once plan_family() has been applied."""
+def expected_view(table, chain, rules, comment):
+    """view() of a table once plan_family() has been applied: our one jump, the jumps that are
+    not ours (kept), our mark and rules."""
     if not rules:
         return []
-    return [ipt.line('-A', PARENT, ipt.jump_rule(chain, comment))] + [ipt.line('-A', chain, rule) for rule in rules]
+    ours = ipt.our_jumps(table, chain, comment, (PARENT,))
+    jumps = [(PARENT, ipt.jump_rule(chain, comment))] + [jump for jump in table.jumps_to(chain) if jump not in ours]
+    jumps.sort(key=lambda jump: jump[0] != PARENT)
+    return [ipt.line('-A', parent, rule) for parent, rule in jumps] + [ipt.line('-A', chain, rule) for rule in [ipt.mark_rule(MARK)] + rules]
 
 
 # --- the engine ---------------------------------------------------------------
@@ -243,12 +253,15 @@ class Engine(object):
                 plan.warnings.append('%s lacks MASQUERADE --random-fully: %s rules are written without it' % (ipt.TOOL_PREFIX[family], family))
                 random_fully = False
             rules = desired_rules(family, intent.clusters[family], intent.pods[family], intent.comment, intent.skip_mark, random_fully)
-            transaction = plan_family(seen.table, intent.chain, rules, intent.comment)
+            try:
+                transaction = plan_family(seen.table, intent.chain, rules, intent.comment)
+            except ValueError as exc:
+                raise ValueError('%s: %s' % (family, exc)) from None
             before = view(seen.table, intent.chain)
             added, removed = delta(held(seen.table, intent.chain), desired_cidrs[family])
             state = plan.result[family] = {
                 'before': before,
-                'after': expected_view(intent.chain, rules, intent.comment) if transaction else before,
+                'after': expected_view(seen.table, intent.chain, rules, intent.comment) if transaction else before,
                 'payload': transaction.render(),
                 'applied': False,
                 'added': added,
@@ -274,7 +287,10 @@ class Engine(object):
         found = ([':%s - [0:0]' % intent.chain] if other.has_chain(intent.chain) else []) + view(other, intent.chain)
         transaction = ipt.Transaction(TABLE)
         if intent.purge_other_backend:
-            transaction = plan_family(other, intent.chain, [], intent.comment)
+            try:
+                transaction = plan_family(other, intent.chain, [], intent.comment)
+            except ValueError as exc:
+                raise ValueError('%s, %s backend: %s' % (family, backend, exc)) from None
         else:
             plan.warnings.append('the %s backend (%s -t %s) still holds this module\'s chain %s; its rules still apply to packets: '
                                  'set purge_other_backend to remove it' % (backend, ipt.backend_tool(family, backend, 'save'), TABLE, intent.chain))

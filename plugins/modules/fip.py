@@ -17,13 +17,18 @@ description:
     in O(snat_chain), jumped to from C(POSTROUTING)."
   - "Every rule of a FIP carries the comment C(clusternet fip EXTERNAL), EXTERNAL written as dotted IPv4 or
     compressed lower-case IPv6 (for example C(clusternet fip 2001:db8::10)), so a FIP is found and removed by its
-    external IP alone, wherever its rules are. The jumps carry the comment C(clusternet fip)."
+    external IP alone, wherever its rules are. Only that exact comment counts: one that merely resembles it (other
+    spacing, C(/32), upper-case IPv6) is someone else's and is left alone. The jumps carry the comment C(clusternet fip);
+    each chain starts with its mark C(-m comment --comment \"clusternet.node fip chain\") (no target: a no-op)."
   - The kernel is read on every run (one C(iptables-save -t nat) per family). Any difference rebuilds both chains
     of a family in one C(iptables-restore --noflush -w) transaction, so a FIP's rules appear or disappear together,
     even if the run is killed. A family without FIPs has no chains and no jumps.
-  - Rules without a FIP comment anywhere are never touched.
-  - "O(dnat_chain) and O(snat_chain) are managed only while they are this module's: absent, or every rule in them carries
-    a FIP comment, or empty with every jump to them carrying C(clusternet fip). Otherwise (a chain of someone else, or of
+  - Rules without a FIP comment outside the two chains are never touched, nor jumps to the chains without
+    C(clusternet fip); removing a chain that such a rule still jumps to fails naming that rule and changes nothing.
+  - "O(dnat_chain) and O(snat_chain) are managed only while they are this module's: absent; or holding the mark this module
+    writes first in each chain it creates (then any rule without a FIP comment in them is a stray and the next run removes
+    it); or every rule in them carries a FIP comment (chains of an earlier release, marked on the next run); or empty
+    with every jump to them carrying C(clusternet fip). Otherwise (a chain of someone else, or of
     M(clusternet.node.masquerade)) the run fails naming the chain and a foreign rule and changes nothing, in both families,
     unless O(allow_foreign_chain=true)."
   - Rules are compared by their structure (options and values, comments however iptables-save quotes them, addresses as
@@ -93,7 +98,8 @@ options:
   allow_foreign_chain:
     description:
       - Manage O(dnat_chain) and O(snat_chain) even though they hold rules without a FIP comment (or are empty and jumped to
-        by a rule without C(clusternet fip)). Those rules are kept, in front of the FIP rules.
+        by a rule without C(clusternet fip)). Those rules are kept, in front of the FIP rules, and the chains are not
+        marked, so they stay someone else's.
     type: bool
     default: false
     version_added: 0.2.0

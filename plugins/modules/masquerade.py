@@ -12,7 +12,8 @@ short_description: Masquerade pod traffic leaving the cluster, per address famil
 description:
   - Keeps Flannel's masquerade rule set in a chain of its own in the C(nat) table, jumped to
     exactly once from C(POSTROUTING), for every family (IPv4, IPv6) that has a cluster CIDR.
-  - "Rules per family, every one commented, in this order: C(-m mark --mark SKIP_MARK -j RETURN);
+  - "Rules per family, every one commented, in this order: first the chain's mark
+    C(-m comment --comment \"clusternet.node masquerade chain\") (no target: a no-op); C(-m mark --mark SKIP_MARK -j RETURN);
     for each cluster CIDR in address order and each pod CIDR in address order
     C(-s POD -d CLUSTER -j RETURN), C(-s CLUSTER -d POD -j RETURN), C(! -s CLUSTER -d POD -j RETURN);
     then for each cluster CIDR C(-s CLUSTER ! -d 224.0.0.0/4 -j MASQUERADE --random-fully)
@@ -22,12 +23,16 @@ description:
     C(iptables-restore --noflush) transaction per family, so the chain is never seen half-built.
   - A family without a cluster CIDR has none of these rules, so removing a family from the intent removes
     its chain and jump; a host with no previous rules is simply an empty state.
-  - Only the chain and the jumps to it are touched; every other rule of the host is left alone.
-    Changing O(chain) does not remove the chain of the old name; run O(state=absent) with the old name first.
-  - "The chain is managed only while it is this module's: it does not exist yet, or every rule in it carries O(comment),
-    or it is empty and every rule that jumps to it carries O(comment). Otherwise (a chain of someone else, or of
-    M(clusternet.node.fip)) the run fails naming the chain and a foreign rule, and changes nothing, in both families,
-    unless O(allow_foreign_chain=true). Changing O(comment) therefore needs O(state=absent) with the old comment first."
+  - Only the chain and the jumps to it that carry exactly O(comment) are touched; every other rule of the host is left
+    alone, including a rule of someone else's that jumps to the chain (it is never taken for a repeated jump).
+    Removing the chain (O(state=absent), or a family without cluster CIDRs) while such a rule still jumps to it fails
+    naming that rule and changes nothing. Changing O(chain) does not remove the chain of the old name; run
+    O(state=absent) with the old name first.
+  - "The chain is managed only while it is this module's: it does not exist yet; or it holds the mark rule this module
+    writes first in every chain it creates (then any other rule in it is a stray and the next run removes it); or every
+    rule in it carries O(comment) (a chain of an earlier release, marked on the next run); or it is empty and every
+    rule that jumps to it carries O(comment). Otherwise (a chain of someone else, or of M(clusternet.node.fip)) the run
+    fails naming the chain and a foreign rule, and changes nothing, in both families, unless O(allow_foreign_chain=true)."
   - Rules are compared by their structure (options and values, the comment as a value however iptables-save quotes it,
     addresses as addresses), never by text, so every form the save tools print converges.
   - "The backend the active C(iptables) does not use (C(iptables-legacy) beside C(iptables-nft), or the reverse) is read
@@ -84,7 +89,8 @@ options:
   allow_foreign_chain:
     description:
       - Manage O(chain) even though it holds rules without O(comment) (or is empty and jumped to by such a rule).
-        The chain is then rebuilt to hold exactly this module's rules, so those rules are removed.
+        The chain is then rebuilt to hold exactly this module's mark and rules, so those rules are removed, and it is
+        this module's from then on.
     type: bool
     default: false
     version_added: 0.2.0
@@ -144,6 +150,7 @@ ipv4:
       elements: str
       sample:
         - -A POSTROUTING -m comment --comment "clusternet masq" -j CLUSTERNET-POSTRTG
+        - -A CLUSTERNET-POSTRTG -m comment --comment "clusternet.node masquerade chain"
         - -A CLUSTERNET-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "clusternet masq" -j RETURN
     payload:
       description: The iptables-restore --noflush input applied (would be applied in check mode); empty when in sync.

@@ -27,6 +27,7 @@ NET = {
 MULTICAST = {'ipv4': '224.0.0.0/4', 'ipv6': 'ff00::/8'}
 FLANNEL = textwrap.dedent('''\
     -A POSTROUTING -m comment --comment "clusternet masq" -j CLUSTERNET-POSTRTG
+    -A CLUSTERNET-POSTRTG -m comment --comment "clusternet.node masquerade chain"
     -A CLUSTERNET-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "clusternet masq" -j RETURN
     -A CLUSTERNET-POSTRTG -s {pod} -d {cluster} -m comment --comment "clusternet masq" -j RETURN
     -A CLUSTERNET-POSTRTG -s {cluster} -d {pod} -m comment --comment "clusternet masq" -j RETURN
@@ -140,22 +141,17 @@ def test_duplicates_reorder_and_extra_jumps_are_repaired(netns):
         # a duplicated rule (Flannel #1337 only checked existence)
         '%s %s' % (IPT['ipv4'], v4[3]),
         # the MASQUERADE rules moved in front of the RETURN rules
-        '%s -D CLUSTERNET-POSTRTG 6 && %s -I CLUSTERNET-POSTRTG 1 %s' % (IPT['ipv6'], IPT['ipv6'], v6[6][len('-A CLUSTERNET-POSTRTG '):]),
-        # a second jump, and a jump without our comment
-        '%s -A POSTROUTING -j CLUSTERNET-POSTRTG' % IPT['ipv4'],
-        # a foreign rule inside our chain: refused unless allow_foreign_chain says the chain may be taken over
-        '%s -I CLUSTERNET-POSTRTG 2 -s 10.9.9.9/32 -j RETURN' % IPT['ipv4'],
+        '%s -D CLUSTERNET-POSTRTG 7 && %s -I CLUSTERNET-POSTRTG 2 %s' % (IPT['ipv6'], IPT['ipv6'], v6[7][len('-A CLUSTERNET-POSTRTG '):]),
+        # a second jump of ours (a jump without our comment is someone else's: test_nat_ownership)
+        '%s -A POSTROUTING -m comment --comment "clusternet masq" -j CLUSTERNET-POSTRTG' % IPT['ipv4'],
+        # strays inside our (marked) chain, appended and inserted in front of the mark: repaired (issue 23)
+        '%s -A CLUSTERNET-POSTRTG -s 10.42.0.0/16 -j MASQUERADE' % IPT['ipv4'],
+        '%s -I CLUSTERNET-POSTRTG 1 -s 10.9.9.9/32 -j RETURN' % IPT['ipv4'],
     ]
     for command in damage:
         netns.run(command)
         assert ours(netns, 'ipv4') != v4 or ours(netns, 'ipv6') != v6
-        args = intent()
-        if '10.9.9.9' in command:
-            before = dict((family, save(netns, family)) for family in ('ipv4', 'ipv6'))
-            assert '-A CLUSTERNET-POSTRTG -s 10.9.9.9/32 -j RETURN' in netns.module('masquerade', args, expect_failure=True)['msg']
-            assert dict((family, save(netns, family)) for family in ('ipv4', 'ipv6')) == before
-            args['allow_foreign_chain'] = True
-        assert netns.module('masquerade', args)['changed'] is True
+        assert netns.module('masquerade', intent())['changed'] is True
         assert ours(netns, 'ipv4') == v4 and ours(netns, 'ipv6') == v6
     assert netns.module('masquerade', intent())['changed'] is False
 
@@ -181,7 +177,7 @@ def test_foreign_rules_survive_every_run_including_absent(netns):
 ], ids=['invalid-cidr', 'pod-family-without-cluster', 'pod-outside-cluster'])
 def test_invalid_input_fails_and_changes_nothing(netns, args, message):
     netns.module('masquerade', intent('B'))
-    netns.run('%s -A POSTROUTING -j CLUSTERNET-POSTRTG' % IPT['ipv4'])  # something a valid run would repair
+    netns.run('%s -A POSTROUTING -m comment --comment "clusternet masq" -j CLUSTERNET-POSTRTG' % IPT['ipv4'])  # ours, repeated: to repair
     before = dict((family, save(netns, family)) for family in ('ipv4', 'ipv6'))
     result = netns.module('masquerade', args, expect_failure=True)
     assert message in result['msg']
@@ -190,7 +186,7 @@ def test_invalid_input_fails_and_changes_nothing(netns, args, message):
 
 def test_check_mode_predicts_and_changes_nothing(netns):
     netns.module('masquerade', intent('A'))
-    netns.run('%s -A POSTROUTING -j CLUSTERNET-POSTRTG' % IPT['ipv6'])
+    netns.run('%s -A POSTROUTING -m comment --comment "clusternet masq" -j CLUSTERNET-POSTRTG' % IPT['ipv6'])
     before = dict((family, save(netns, family)) for family in ('ipv4', 'ipv6'))
     result = netns.module('masquerade', intent('B', families=('ipv4',)), check=True, diff=True)
     assert result['changed'] is True

@@ -101,7 +101,8 @@ def test_masquerade_with_allow_foreign_chain_makes_it_exactly_ours(netns):
     assert netns.module('masquerade', dict(MASQ, allow_foreign_chain=True))['changed'] is True
     for tool in ('iptables-save', 'ip6tables-save'):
         chain = [line for line in netns.out(tool + ' -t nat').splitlines() if line.startswith('-A CLUSTERNET-POSTRTG ')]
-        assert len(chain) == 6 and all('--comment "clusternet masq"' in line for line in chain)
+        assert chain[0] == '-A CLUSTERNET-POSTRTG -m comment --comment "clusternet.node masquerade chain"', 'marked ours'
+        assert len(chain) == 7 and all('--comment "clusternet masq"' in line for line in chain[1:])
     assert netns.module('masquerade', MASQ)['changed'] is False, 'now ours: no option needed'
 
 

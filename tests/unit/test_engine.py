@@ -328,3 +328,94 @@ def test_node_info_reads_the_nat_engines_state_and_fed_back_it_is_a_no_op():
     assert facts['other_backend'] == {'ipv4': {'backend': 'legacy', 'chains': [CHAIN]}}
     result, _module = run(fip, fip_params(floating_ips=facts['floating_ips']), fake)
     assert result['changed'] is False and fake.restores == []
+
+
+# --- ownership, exactly (issue 23) -------------------------------------------------------
+
+MARK_M = '-m comment --comment "clusternet.node masquerade chain"'
+MARK_F = '-m comment --comment "clusternet.node fip chain"'
+
+
+def lines_of(fake, family, *chains):
+    return [line for line in body(fake.dump(family)) if line.startswith('-A ') and any(c in line for c in chains)]
+
+
+def foreign_lines(fake, family):
+    """Every line of the dump that is not ours: not in our chains, not our jumps."""
+    ours = ('-A %s ' % CHAIN, '-A %s ' % D, '-A %s ' % S, ':%s ' % CHAIN, ':%s ' % D, ':%s ' % S)
+    jumps = ('--comment "clusternet masq" -j %s' % CHAIN, '--comment "clusternet fip" -j %s' % D, '--comment "clusternet fip" -j %s' % S)
+    return [line for line in body(fake.dump(family)) if not line.startswith(ours) and not line.endswith(jumps)]
+
+
+def test_class2_masquerade_present_keeps_foreign_jumps_to_our_chain():
+    fake = kernel('nat-hostile')
+    foreign = dict((family, foreign_lines(fake, family)) for family in ('ipv4', 'ipv6'))
+    run(masquerade, masq_params(), fake)
+    for family in ('ipv4', 'ipv6'):
+        assert foreign_lines(fake, family) == foreign[family]
+        assert '-A POSTROUTING -o eth9 -m comment --comment admin-only -j %s' % CHAIN in foreign[family]
+    assert run(masquerade, masq_params(), fake)[0]['changed'] is False
+
+
+def test_class2_masquerade_absent_refuses_while_a_foreign_rule_jumps_to_the_chain():
+    fake = kernel('nat-hostile')
+    before = dict((family, fake.dump(family)) for family in ('ipv4', 'ipv6'))
+    result = failure(masquerade, masq_params(state='absent'), fake)
+    assert result['msg'].startswith("ipv4: refusing to remove chain 'CLUSTERNET-POSTRTG': a rule without this module's comment "
+                                    "jumps to it: -A POSTROUTING -o eth9 -m comment --comment admin-only -j CLUSTERNET-POSTRTG")
+    assert fake.restores == [] and dict((family, fake.dump(family)) for family in ('ipv4', 'ipv6')) == before
+
+
+def test_class2_fip_removing_its_chains_refuses_while_a_foreign_rule_jumps_to_one():
+    fake = fip_kernel('nat-hostile')
+    result = failure(fip, fip_params(floating_ips=[]), fake)
+    assert ("refusing to remove chain 'CLUSTERNET-FIP-DNAT': a rule without this module's comment jumps to it: "
+            "-A OUTPUT -o eth9 -m comment --comment admin-only -j CLUSTERNET-FIP-DNAT") in result['msg']
+    assert fake.restores == []
+
+
+def test_class3_a_stray_in_our_marked_chain_is_repaired_not_refused():
+    fake = fip_kernel('nat-hostile')
+    result, _module = run(masquerade, masq_params(), fake)
+    assert result['changed'] is True
+    recorded = ipt.parse_save(fixture('nat-ours.v4'))['nat'].chain_rules(CHAIN)
+    assert fake.save('ipv4', 'nat').chain_rules(CHAIN) == recorded and recorded[0] == ipt.Rule(MARK_M)
+    assert '-s 10.42.0.0/16 -j MASQUERADE' not in fake.dump('ipv4')
+    result, _module = run(fip, fip_params(floating_ips=[{'external_ip': '198.51.100.10', 'internal_ip': '10.244.1.5'}]), fake)
+    assert lines_of(fake, 'ipv4', '-A %s ' % S) == [
+        '-A %s %s' % (S, MARK_F),
+        '-A %s -s 10.244.1.5/32 -m comment --comment "clusternet fip 198.51.100.10" -j SNAT --to-source 198.51.100.10' % S]
+
+
+def test_class3_a_chain_of_a_release_before_marks_is_ours_and_gets_the_mark():
+    fake = fip_kernel('nat-unmarked')
+    result, _module = run(masquerade, masq_params(), fake)
+    assert result['changed'] is True and result['ipv4']['added'] == result['ipv4']['removed'] == {'cluster_cidrs': [], 'pod_cidrs': []}
+    run(fip, fip_params(floating_ips=[{'external_ip': '198.51.100.10', 'internal_ip': '10.244.1.5'},
+                                      {'external_ip': '2001:db8::10', 'internal_ip': 'fd00:10:244:1::5'}]), fake)
+    for family, suffix in (('ipv4', '.v4'), ('ipv6', '.v6')):
+        assert body(fake.dump(family)) == body(fixture('nat-ours' + suffix))
+    assert fake.restores and run(masquerade, masq_params(), fake)[0]['changed'] is False
+
+
+def test_class3_a_chain_we_did_not_create_is_still_refused():
+    fake = kernel('nat-unmarked')
+    fake.tables[('ipv4', 'nft')].rules[CHAIN].append(ipt.Rule('-s 10.42.0.0/16 -j MASQUERADE'))
+    result = failure(masquerade, masq_params(), fake)
+    assert result['msg'].startswith("ipv4: refusing to manage chain 'CLUSTERNET-POSTRTG': it holds a rule without this module's "
+                                    "comment: -A CLUSTERNET-POSTRTG -s 10.42.0.0/16 -j MASQUERADE")
+    assert fake.restores == []
+
+
+def test_class4_a_comment_that_only_resembles_a_fip_comment_is_not_ours():
+    fake = fip_kernel('nat-hostile')
+    lookalike = {'ipv4': '-A PREROUTING -d 203.0.113.77/32 -m comment --comment "clusternet fip  203.0.113.77/32" -j DNAT --to-destination 10.0.0.77',
+                 'ipv6': '-A PREROUTING -d 2001:db8::77/128 -m comment --comment "clusternet fip 2001:DB8::77" -j DNAT --to-destination fd00::77'}
+    for family in ('ipv4', 'ipv6'):
+        assert lookalike[family] in body(fake.dump(family))
+    result, _module = run(fip, fip_params(floating_ips=[{'external_ip': '198.51.100.10', 'internal_ip': '10.244.1.5'}]), fake)
+    assert result['ipv6']['removed'] == [{'external_ip': '2001:db8::10', 'internal_ip': 'fd00:10:244:1::5'}]
+    assert result['ipv4']['removed'] == [] and result['ipv4']['added'] == []
+    for family in ('ipv4', 'ipv6'):
+        assert lookalike[family] in body(fake.dump(family))
+    assert fip.fip_of(ipt.Rule('-m comment --comment "clusternet fip 198.51.100.10"')) == ipaddress.ip_address('198.51.100.10')

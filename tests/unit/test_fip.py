@@ -14,6 +14,7 @@ SNAT11 = '-s 10.0.0.6/32 -m comment --comment "clusternet fip 198.51.100.11" -j 
 JUMP_D = '-m comment --comment "clusternet fip" -j CLUSTERNET-FIP-DNAT'
 JUMP_S = '-m comment --comment "clusternet fip" -j CLUSTERNET-FIP-SNAT'
 FOREIGN = '-d 192.0.2.1/32 -j DNAT --to-destination 10.9.9.9'
+MARK_F = '-m comment --comment "clusternet.node fip chain"'
 
 SAVE = '''*nat
 :PREROUTING ACCEPT [0:0]
@@ -32,6 +33,11 @@ SAVE = '''*nat
 -A CLUSTERNET-FIP-SNAT %(s11)s
 COMMIT
 ''' % dict(foreign=FOREIGN, d10=DNAT10, d11=DNAT11, s10=SNAT10, s11=SNAT11)
+# As a release before chain marks left the chains: every rule carries a FIP comment, no mark.
+SAVE_UNMARKED = SAVE
+# As the module writes them now: each chain starts with its mark.
+SAVE = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (MARK_F, DNAT10)).replace(
+    '-A CLUSTERNET-FIP-SNAT %s\n' % SNAT10, '-A CLUSTERNET-FIP-SNAT %s\n-A CLUSTERNET-FIP-SNAT %s\n' % (MARK_F, SNAT10))
 
 
 def nat(text=SAVE):
@@ -128,14 +134,15 @@ def test_find_fips_by_comment_anywhere_ignores_jumps_and_foreign_rules():
 def test_plan_in_sync_is_empty_whatever_the_list_order():
     result = plan(nat(), {ip('198.51.100.11'): ip('10.0.0.6'), ip('198.51.100.10'): ip('10.0.0.5')})
     assert (result.lines, result.added, result.changed, result.removed, result.flush) == ([], [], [], [], [])
-    assert result.after == result.before == ['-A %s %s' % (D, DNAT10), '-A %s %s' % (D, DNAT11), '-A %s %s' % (S, SNAT10), '-A %s %s' % (S, SNAT11)]
+    assert result.after == result.before == ['-A %s %s' % (D, MARK_F), '-A %s %s' % (D, DNAT10), '-A %s %s' % (D, DNAT11),
+                                             '-A %s %s' % (S, MARK_F), '-A %s %s' % (S, SNAT10), '-A %s %s' % (S, SNAT11)]
 
 
 def test_plan_from_empty_table_creates_chains_and_jumps_in_one_batch():
     result = plan(ipt.Table('nat'), {ip('198.51.100.10'): ip('10.0.0.5')})
     assert result.lines == [
-        ':%s - [0:0]' % D, '-A %s %s' % (D, DNAT10), '-I PREROUTING 1 ' + JUMP_D, '-I OUTPUT 1 ' + JUMP_D,
-        ':%s - [0:0]' % S, '-A %s %s' % (S, SNAT10), '-I POSTROUTING 1 ' + JUMP_S,
+        ':%s - [0:0]' % D, '-A %s %s' % (D, MARK_F), '-A %s %s' % (D, DNAT10), '-I PREROUTING 1 ' + JUMP_D, '-I OUTPUT 1 ' + JUMP_D,
+        ':%s - [0:0]' % S, '-A %s %s' % (S, MARK_F), '-A %s %s' % (S, SNAT10), '-I POSTROUTING 1 ' + JUMP_S,
     ]
     assert result.added == [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.5'}]
     assert result.before == []
@@ -143,7 +150,8 @@ def test_plan_from_empty_table_creates_chains_and_jumps_in_one_batch():
 
 def test_plan_exclusive_removes_unlisted_and_flushes_its_mapping():
     result = plan(nat(), {ip('198.51.100.10'): ip('10.0.0.5')})
-    assert result.lines == [':%s - [0:0]' % D, '-A %s %s' % (D, DNAT10), ':%s - [0:0]' % S, '-A %s %s' % (S, SNAT10)]
+    assert result.lines == [':%s - [0:0]' % D, '-A %s %s' % (D, MARK_F), '-A %s %s' % (D, DNAT10),
+                            ':%s - [0:0]' % S, '-A %s %s' % (S, MARK_F), '-A %s %s' % (S, SNAT10)]
     assert result.removed == [{'external_ip': '198.51.100.11', 'internal_ip': '10.0.0.6'}]
     assert result.flush == [(ip('198.51.100.11'), [ip('10.0.0.6')])]
 
@@ -152,7 +160,7 @@ def test_plan_not_exclusive_keeps_unlisted_verbatim():
     odd = SAVE.replace(SNAT11, SNAT11 + ' --persistent')
     result = plan(nat(odd), {ip('198.51.100.12'): ip('10.0.0.7')}, exclusive=False)
     assert result.removed == [] and result.added == [{'external_ip': '198.51.100.12', 'internal_ip': '10.0.0.7'}]
-    expected = [SNAT10, SNAT11 + ' --persistent', SNAT10.replace('10.0.0.5', '10.0.0.7').replace('198.51.100.10', '198.51.100.12')]
+    expected = [MARK_F, SNAT10, SNAT11 + ' --persistent', SNAT10.replace('10.0.0.5', '10.0.0.7').replace('198.51.100.10', '198.51.100.12')]
     assert ipt.parse_save('*nat\n%s\nCOMMIT\n' % '\n'.join(
         line for line in result.lines if line.startswith('-A ')))['nat'].chain_rules(S) == [ipt.Rule(text) for text in expected]
 
@@ -168,8 +176,8 @@ def test_plan_remap_rewrites_both_rules_and_flushes_old_mapping():
     assert result.changed == [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.9', 'previous_internal_ip': '10.0.0.5'}]
     assert result.flush == [(ip('198.51.100.10'), [ip('10.0.0.5')])]
     assert result.lines == [
-        ':%s - [0:0]' % D, '-A %s %s' % (D, DNAT10.replace('10.0.0.5', '10.0.0.9')), '-A %s %s' % (D, DNAT11),
-        ':%s - [0:0]' % S, '-A %s %s' % (S, SNAT10.replace('10.0.0.5', '10.0.0.9')), '-A %s %s' % (S, SNAT11),
+        ':%s - [0:0]' % D, '-A %s %s' % (D, MARK_F), '-A %s %s' % (D, DNAT10.replace('10.0.0.5', '10.0.0.9')), '-A %s %s' % (D, DNAT11),
+        ':%s - [0:0]' % S, '-A %s %s' % (S, MARK_F), '-A %s %s' % (S, SNAT10.replace('10.0.0.5', '10.0.0.9')), '-A %s %s' % (S, SNAT11),
     ]
 
 
@@ -177,7 +185,8 @@ def test_plan_absent_by_external_ip_alone_removes_every_rule_of_it():
     stray = '-d 198.51.100.10/32 -m comment --comment "clusternet fip 198.51.100.10" -j DNAT --to-destination 10.0.0.7'
     text = SAVE.replace('-A OUTPUT -m', '-A OUTPUT %s\n-A OUTPUT -m' % stray)
     result = plan(nat(text), {ip('198.51.100.10'): None}, state='absent')
-    assert result.lines == ['-D OUTPUT ' + stray, ':%s - [0:0]' % D, '-A %s %s' % (D, DNAT11), ':%s - [0:0]' % S, '-A %s %s' % (S, SNAT11)]
+    assert result.lines == ['-D OUTPUT ' + stray, ':%s - [0:0]' % D, '-A %s %s' % (D, MARK_F), '-A %s %s' % (D, DNAT11),
+                            ':%s - [0:0]' % S, '-A %s %s' % (S, MARK_F), '-A %s %s' % (S, SNAT11)]
     assert result.removed == [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.7'}]
     assert result.flush == [(ip('198.51.100.10'), [ip('10.0.0.7'), ip('10.0.0.5')])]
 
@@ -191,7 +200,7 @@ def test_plan_absent_last_fip_removes_chains_keeps_foreign_rule():
 
 
 def test_plan_keeps_uncommented_rule_in_our_chain_first():
-    text = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (DNAT10, FOREIGN))
+    text = SAVE_UNMARKED.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (DNAT10, FOREIGN))
     result = plan(nat(text), {ip('198.51.100.11'): ip('10.0.0.6')}, allow_foreign_chain=True)
     assert result.lines[:3] == [':%s - [0:0]' % D, '-A %s %s' % (D, FOREIGN), '-A %s %s' % (D, DNAT11)]
 
@@ -199,7 +208,7 @@ def test_plan_keeps_uncommented_rule_in_our_chain_first():
 def test_rule_with_unparsable_fip_comment_is_foreign_and_kept():
     odd = '-d 192.0.2.1/32 -m comment --comment "clusternet fip 1.2.3" -j DNAT --to-destination 10.9.9.9'
     assert fipmod.fip_of(ipt.Rule(odd)) is None and fipmod.fip_of(ipt.Rule(DNAT10)) == ip('198.51.100.10')
-    text = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (DNAT10, odd))
+    text = SAVE_UNMARKED.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (DNAT10, odd))
     result = plan(nat(text), {ip('198.51.100.11'): ip('10.0.0.6')}, allow_foreign_chain=True)
     assert result.lines[:3] == [':%s - [0:0]' % D, '-A %s %s' % (D, odd), '-A %s %s' % (D, DNAT11)]
 
@@ -214,16 +223,16 @@ def test_plan_repairs_duplicate_rule_without_flush():
     result = plan(nat(text), {ip('198.51.100.10'): ip('10.0.0.5'), ip('198.51.100.11'): ip('10.0.0.6')})
     assert result.changed == [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.5', 'previous_internal_ip': '10.0.0.5'}]
     assert result.flush == []
-    assert result.lines == [':%s - [0:0]' % S, '-A %s %s' % (S, SNAT10), '-A %s %s' % (S, SNAT11)]
+    assert result.lines == [':%s - [0:0]' % S, '-A %s %s' % (S, MARK_F), '-A %s %s' % (S, SNAT10), '-A %s %s' % (S, SNAT11)]
 
 
 def test_plan_new_chain_names_move_the_rules():
     result = plan(nat(), {ip('198.51.100.10'): ip('10.0.0.5')}, 'present', True, dnat='NEW-D', snat='NEW-S')
     assert result.lines == [
         '-D %s %s' % (D, DNAT10), '-D %s %s' % (S, SNAT10), '-D %s %s' % (D, DNAT11), '-D %s %s' % (S, SNAT11),
-        ':NEW-D - [0:0]', '-A NEW-D ' + DNAT10, '-I PREROUTING 1 -m comment --comment "clusternet fip" -j NEW-D',
+        ':NEW-D - [0:0]', '-A NEW-D ' + MARK_F, '-A NEW-D ' + DNAT10, '-I PREROUTING 1 -m comment --comment "clusternet fip" -j NEW-D',
         '-I OUTPUT 1 -m comment --comment "clusternet fip" -j NEW-D',
-        ':NEW-S - [0:0]', '-A NEW-S ' + SNAT10, '-I POSTROUTING 1 -m comment --comment "clusternet fip" -j NEW-S',
+        ':NEW-S - [0:0]', '-A NEW-S ' + MARK_F, '-A NEW-S ' + SNAT10, '-I POSTROUTING 1 -m comment --comment "clusternet fip" -j NEW-S',
     ]
     assert result.changed == [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.5', 'previous_internal_ip': '10.0.0.5'}]
     assert result.removed == [{'external_ip': '198.51.100.11', 'internal_ip': '10.0.0.6'}]
@@ -235,7 +244,8 @@ def test_plan_new_chain_names_move_the_rules():
      '-A CLUSTERNET-FIP-SNAT -m comment --comment "clusternet masq" -j MASQUERADE'),
 ])
 def test_plan_refuses_chains_holding_foreign_rules_in_every_state(extra, chain, rule):
-    table = nat(SAVE.replace('COMMIT\n', extra + 'COMMIT\n'))
+    """Unmarked chains (a release before marks) with a foreign rule: not ours, whatever else they hold."""
+    table = nat(SAVE_UNMARKED.replace('COMMIT\n', extra + 'COMMIT\n'))
     for state, wanted in (('present', {ip('198.51.100.12'): ip('10.0.0.7')}), ('absent', {ip('198.51.100.10'): None}), ('present', {})):
         with pytest.raises(ValueError) as err:
             plan(table, wanted, state=state)
@@ -258,7 +268,8 @@ def test_plan_in_sync_whatever_form_ip6tables_save_prints():
                       for chain, rule in rules)
     assert '-d ::198.51.100.10/128' in saved and '--to-source ::198.51.100.10' in saved
     text = ('*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:%s - [0:0]\n:%s - [0:0]\n'
-            '-A PREROUTING %s\n-A OUTPUT %s\n-A POSTROUTING %s\n%s\nCOMMIT\n' % (D, S, JUMP_D, JUMP_D, JUMP_S, saved))
+            '-A PREROUTING %s\n-A OUTPUT %s\n-A POSTROUTING %s\n-A %s %s\n-A %s %s\n%s\nCOMMIT\n' % (
+                D, S, JUMP_D, JUMP_D, JUMP_S, D, MARK_F, S, MARK_F, saved))
     assert plan(nat(text), {external: internal}).lines == []
 
 
@@ -291,7 +302,7 @@ def test_conntrack_flush_failure_names_family_and_addresses(monkeypatch):
 
 
 def test_plan_allowed_foreign_chain_without_fips_keeps_its_rules_and_drops_our_jumps():
-    text = SAVE.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (FOREIGN, DNAT10))
+    text = SAVE_UNMARKED.replace('-A CLUSTERNET-FIP-DNAT %s\n' % DNAT10, '-A CLUSTERNET-FIP-DNAT %s\n-A CLUSTERNET-FIP-DNAT %s\n' % (FOREIGN, DNAT10))
     result = plan(nat(text), {}, allow_foreign_chain=True)
     assert result.lines == [':%s - [0:0]' % D, '-A %s %s' % (D, FOREIGN), '-D PREROUTING ' + JUMP_D, '-D OUTPUT ' + JUMP_D,
                             '-D POSTROUTING ' + JUMP_S, ':%s - [0:0]' % S, '-X %s' % S]

@@ -73,16 +73,40 @@ def test_reconcile_reordered_rebuilds_chain_atomically():
     assert lines == [':CN-TEST - [0:0]', '-A CN-TEST ' + MASQ, '-A CN-TEST ' + MARK]
 
 
-def test_reconcile_duplicate_jump_and_missing_parent():
-    text = SAVE.replace('-A POSTROUTING -m comment', '-A POSTROUTING -j CN-TEST\n-A POSTROUTING -m comment')
+def test_reconcile_duplicate_jump_and_missing_parent_leaving_foreign_jumps_alone():
+    """Our jump (exactly our comment) repeated is repaired; jumps without our comment are someone else's."""
+    text = SAVE.replace('-A POSTROUTING -m comment', '-A POSTROUTING -j CN-TEST\n-A POSTROUTING %s\n'
+                        '-A POSTROUTING -o eth9 -m comment --comment admin-only -j CN-TEST\n-A POSTROUTING -m comment' % JUMP)
     nat = ipt.parse_save(text)['nat']
     lines = queued(ipt.reconcile_chain, nat, 'CN-TEST', rules(MARK, MASQ), ['POSTROUTING', 'OUTPUT'], 'clusternet masq')
     assert lines == [
-        '-D POSTROUTING -j CN-TEST',
+        '-D POSTROUTING ' + JUMP,
         '-D POSTROUTING ' + JUMP,
         '-I POSTROUTING 1 ' + JUMP,
         '-I OUTPUT 1 ' + JUMP,
     ]
+
+
+def test_remove_chain_refuses_while_a_foreign_rule_jumps_to_it_naming_the_rule():
+    nat = ipt.parse_save(SAVE.replace('COMMIT', ':ADMIN-X - [0:0]\n-A ADMIN-X -s 10.99.0.0/16 -j CN-TEST\nCOMMIT'))['nat']
+    with pytest.raises(ValueError) as err:
+        ipt.remove_chain(ipt.Transaction('nat'), nat, 'CN-TEST', 'clusternet masq')
+    assert str(err.value) == ("refusing to remove chain 'CN-TEST': a rule without this module's comment jumps to it: "
+                              "-A ADMIN-X -s 10.99.0.0/16 -j CN-TEST; delete that rule, or keep the chain")
+
+
+@pytest.mark.parametrize('where', ['first', 'after a stray'])
+def test_a_chain_holding_our_mark_is_ours_whatever_else_it_holds(where):
+    mark = ipt.mark_rule('clusternet.node masquerade chain').text
+    assert mark == '-m comment --comment "clusternet.node masquerade chain"'
+    content = ['-A CN-TEST ' + mark, '-A CN-TEST -s 10.42.0.0/16 -j MASQUERADE']
+    if where != 'first':
+        content.reverse()
+    table = ipt.parse_save('*nat\n:POSTROUTING ACCEPT [0:0]\n:CN-TEST - [0:0]\n%s\nCOMMIT\n' % '\n'.join(content))['nat']
+    assert ipt.foreign_content(table, 'CN-TEST', ours, 'clusternet masq', 'clusternet.node masquerade chain') is None
+    # Another module's mark is not ours: named as the foreign rule when nothing else is.
+    found = ipt.foreign_content(table, 'CN-TEST', ours, 'clusternet masq', 'clusternet.node fip chain')
+    assert found.startswith("it holds a rule without this module's comment: -A CN-TEST -s 10.42.0.0/16 -j MASQUERADE")
 
 
 def test_reconcile_new_chain():
@@ -94,10 +118,10 @@ def test_reconcile_new_chain():
 def test_remove_chain_and_render():
     nat = ipt.parse_save(SAVE)['nat']
     transaction = ipt.Transaction('nat')
-    ipt.remove_chain(transaction, nat, 'CN-TEST')
+    ipt.remove_chain(transaction, nat, "CN-TEST", "clusternet masq")
     assert transaction.render() == (
         '*nat\n-D POSTROUTING ' + JUMP + '\n:CN-TEST - [0:0]\n-X CN-TEST\nCOMMIT\n')
-    assert queued(ipt.remove_chain, ipt.Table('nat'), 'CN-TEST') == []
+    assert queued(ipt.remove_chain, ipt.Table("nat"), "CN-TEST", "clusternet masq") == []
     assert ipt.Transaction('nat').render() == '' and not ipt.Transaction('nat')
 
 
@@ -145,7 +169,7 @@ def test_save_and_restore_one_call_each():
     table = kernel.save('ipv6', 'nat')
     assert texts(table.chain_rules('CN-TEST')) == [MARK, MASQ]
     transaction = ipt.Transaction('nat')
-    ipt.remove_chain(transaction, table, 'CN-TEST')
+    ipt.remove_chain(transaction, table, "CN-TEST", "clusternet masq")
     kernel.restore('ipv6', transaction)
     payload = '*nat\n-D POSTROUTING ' + JUMP + '\n:CN-TEST - [0:0]\n-X CN-TEST\nCOMMIT\n'
     assert module.calls == [(['/sbin/ip6tables-save', '-t', 'nat'], None),
@@ -245,7 +269,7 @@ def ours(rule):
 ])
 def test_foreign_content(text, reason):
     table = ipt.parse_save('*nat\n:POSTROUTING ACCEPT [0:0]\n%sCOMMIT\n' % text)['nat']
-    found = ipt.foreign_content(table, 'CN-TEST', ours, 'clusternet masq')
+    found = ipt.foreign_content(table, "CN-TEST", ours, "clusternet masq", "clusternet.node masquerade chain")
     assert (found is None) if reason is None else (found or '').startswith(reason)
 
 

@@ -4,6 +4,7 @@ from ansible_collections.clusternet.node.plugins.module_utils import masquerade 
 from ansible_collections.clusternet.node.plugins.module_utils.families import parse_network
 
 TAG = '-m comment --comment "clusternet masq"'
+MARK_M = '-m comment --comment "clusternet.node masquerade chain"'
 CHAIN = 'CLUSTERNET-POSTRTG'
 JUMP = '-A POSTROUTING %s -j %s' % (TAG, CHAIN)
 
@@ -140,7 +141,7 @@ def test_canonical_mark_matches_iptables_save(given, canonical):
 def test_plan_on_empty_table_builds_chain_and_jump():
     rules = [ipt.Rule('-j RETURN')]
     assert plan(ipt.Table('nat'), CHAIN, rules, 'c') == [
-        ':%s - [0:0]' % CHAIN, '-A %s -j RETURN' % CHAIN, '-I POSTROUTING 1 -m comment --comment "c" -j %s' % CHAIN]
+        ':%s - [0:0]' % CHAIN, '-A %s %s' % (CHAIN, MARK_M), '-A %s -j RETURN' % CHAIN, '-I POSTROUTING 1 -m comment --comment "c" -j %s' % CHAIN]
 
 
 def test_plan_without_rules_removes_only_our_chain_and_jumps():
@@ -154,8 +155,10 @@ def test_view_and_expected_view():
     table = ipt.parse_save('*nat\n:POSTROUTING ACCEPT [0:0]\n:%s - [0:0]\n-A POSTROUTING -j OTHER\n-A POSTROUTING -j %s\n'
                            '%s\n-A %s -j RETURN\nCOMMIT\n' % (CHAIN, CHAIN, JUMP, CHAIN))['nat']
     assert masq.view(table, CHAIN) == ['-A POSTROUTING -j %s' % CHAIN, JUMP, '-A %s -j RETURN' % CHAIN]
-    assert masq.expected_view(CHAIN, [ipt.Rule('-j RETURN')], 'clusternet masq') == [JUMP, '-A %s -j RETURN' % CHAIN]
-    assert masq.expected_view(CHAIN, [], 'clusternet masq') == []
+    # The uncommented jump is someone else's: kept beside ours.
+    assert masq.expected_view(table, CHAIN, [ipt.Rule('-j RETURN')], 'clusternet masq') == [
+        JUMP, '-A POSTROUTING -j %s' % CHAIN, '-A %s %s' % (CHAIN, MARK_M), '-A %s -j RETURN' % CHAIN]
+    assert masq.expected_view(table, CHAIN, [], 'clusternet masq') == []
 
 
 def test_comment_of_255_characters_and_fip_lookalikes_that_are_not_fip_comments():
@@ -180,7 +183,7 @@ def test_plan_refuses_a_chain_holding_foreign_rules_naming_chain_and_rule(rules)
 def test_plan_with_allow_foreign_chain_rebuilds_it_to_exactly_ours():
     rules = [ipt.Rule('%s -j RETURN' % TAG)]
     assert plan(ipt.parse_save(FOREIGN_CHAIN)['nat'], CHAIN, rules, 'clusternet masq', allow_foreign_chain=True) == [
-        ':%s - [0:0]' % CHAIN, '-A %s %s -j RETURN' % (CHAIN, TAG), '-I POSTROUTING 1 %s -j %s' % (TAG, CHAIN)]
+        ':%s - [0:0]' % CHAIN, '-A %s %s' % (CHAIN, MARK_M), '-A %s %s -j RETURN' % (CHAIN, TAG), '-I POSTROUTING 1 %s -j %s' % (TAG, CHAIN)]
 
 
 def test_plan_in_sync_whatever_quoting_the_save_tool_chose():
@@ -188,6 +191,6 @@ def test_plan_in_sync_whatever_quoting_the_save_tool_chose():
     rules = masq.desired_rules('ipv6', nets('::a2a:0/112'), [], 'abc_-1', None, False)
     saved = '\n'.join('-A %s %s' % (CHAIN, rule.text.replace('"abc_-1"', 'abc_-1').replace('::a2a:0', '::10.42.0.0')) for rule in rules)
     assert '::10.42.0.0/112' in saved and '"' not in saved
-    table = ipt.parse_save('*nat\n:POSTROUTING ACCEPT [0:0]\n:%s - [0:0]\n-A POSTROUTING -m comment --comment abc_-1 -j %s\n%s\nCOMMIT\n' % (
-        CHAIN, CHAIN, saved))['nat']
+    table = ipt.parse_save('*nat\n:POSTROUTING ACCEPT [0:0]\n:%s - [0:0]\n-A POSTROUTING -m comment --comment abc_-1 -j %s\n-A %s %s\n%s\nCOMMIT\n' % (
+        CHAIN, CHAIN, CHAIN, MARK_M, saved))['nat']
     assert plan(table, CHAIN, rules, 'abc_-1') == []
