@@ -41,14 +41,16 @@ def ipsets(host):
 
 
 def nat(host, fam):
-    """{chain: [rule text after `-A CHAIN `]} of the nat table, in kernel order."""
+    """{chain: [rule text after `-A CHAIN `]} of the nat table, in kernel order, without rules
+    that do nothing to a packet (no target, only a comment: the mark that makes a chain ours)."""
     chains = {}
     for line in host.check_output('%s -t nat' % SAVE[fam]).splitlines():
         if line.startswith(':'):
             chains.setdefault(line[1:].split()[0], [])
         elif line.startswith('-A '):
             parts = line[3:].partition(' ')
-            chains.setdefault(parts[0], []).append(parts[2])
+            if without_comments(' ' + parts[2]).strip():
+                chains.setdefault(parts[0], []).append(parts[2])
     return chains
 
 

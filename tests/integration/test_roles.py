@@ -117,6 +117,7 @@ def masq_chain(cluster4, cluster6, pod4, pod6):
     """Flannel's rule set (FIELD_NOTES section 2) for this node, per family."""
     def rules(cluster, pod, multicast):
         return [
+            '-A CLUSTERNET-POSTRTG -m comment --comment "clusternet.node masquerade chain"',  # the mark: the chain is ours
             '-A CLUSTERNET-POSTRTG -m mark --mark 0x4000/0x4000 %s -j RETURN' % MASQ,
             '-A CLUSTERNET-POSTRTG -s %s -d %s %s -j RETURN' % (pod, cluster, MASQ),
             '-A CLUSTERNET-POSTRTG -s %s -d %s %s -j RETURN' % (cluster, pod, MASQ),
@@ -139,9 +140,9 @@ def assert_vips(ns, node, vips):
 
 
 def fip_rules(ns):
-    """The rules in the FIP chains, then the jumps to them, both families."""
+    """The rules in the FIP chains (but their mark), then the jumps to them, both families."""
     rules = [rule for family in (4, 6) for rule in nat(ns, family)]
-    return ([rule for rule in rules if rule.startswith('-A CLUSTERNET-FIP-')],
+    return ([rule for rule in rules if rule.startswith('-A CLUSTERNET-FIP-') and ' -j ' in rule],
             [rule for rule in rules if rule.endswith(' -j CLUSTERNET-FIP-DNAT') or rule.endswith(' -j CLUSTERNET-FIP-SNAT')])
 
 
