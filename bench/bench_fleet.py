@@ -69,6 +69,9 @@ MASQ = '-m comment --comment "clusternet masq"'
 MASQ_CHAIN = 'CLUSTERNET-POSTRTG'
 FIP_JUMPS = tuple('-A %s -m comment --comment "clusternet fip" -j CLUSTERNET-FIP-%s' % pair
                   for pair in (('PREROUTING', 'DNAT'), ('OUTPUT', 'DNAT'), ('POSTROUTING', 'SNAT')))
+# The rule that marks a chain as the module's own (no target: it does nothing to a packet).
+FIP_MARKS = tuple('-A CLUSTERNET-FIP-%s -m comment --comment "clusternet.node fip chain"' % chain for chain in ('DNAT', 'SNAT'))
+MASQ_MARK = '-A %s -m comment --comment "clusternet.node masquerade chain"' % MASQ_CHAIN
 PLAYBOOK = os.path.join(REPO, 'playbooks', 'site.yml')
 RECAP = re.compile(r'^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
 
@@ -170,14 +173,14 @@ def expected_state(nodes, i, services=None):
                     '-A CLUSTERNET-FIP-SNAT -s %s%s -m comment --comment "clusternet fip %s" -j SNAT --to-source %s'
                     % (internal, host, external, external)]
     if fip:
-        fip += list(FIP_JUMPS) * 2
+        fip += list(FIP_JUMPS + FIP_MARKS) * 2
     return {'sets': sets, 'vips': vips, 'masq': masq, 'fip': sorted(fip)}
 
 
 def masq_rules(cluster, pod, multicast):
     """Flannel's rule set (FIELD_NOTES section 2) in our chain, after the jump to it."""
     chain = '-A %s' % MASQ_CHAIN
-    return ['-A POSTROUTING %s -j %s' % (MASQ, MASQ_CHAIN),
+    return ['-A POSTROUTING %s -j %s' % (MASQ, MASQ_CHAIN), MASQ_MARK,
             '%s -m mark --mark 0x4000/0x4000 %s -j RETURN' % (chain, MASQ),
             '%s -s %s -d %s %s -j RETURN' % (chain, pod, cluster, MASQ),
             '%s -s %s -d %s %s -j RETURN' % (chain, cluster, pod, MASQ),

@@ -88,9 +88,12 @@ def test_expected_fip_and_masquerade_rules_of_a_gateway():
         '-A CLUSTERNET-FIP-SNAT -s 2001:db8:42:1::2/128 -m comment --comment "clusternet fip 2001:db8:100::b" -j SNAT --to-source 2001:db8:100::b',
     ] + ['-A PREROUTING -m comment --comment "clusternet fip" -j CLUSTERNET-FIP-DNAT',
          '-A OUTPUT -m comment --comment "clusternet fip" -j CLUSTERNET-FIP-DNAT',
-         '-A POSTROUTING -m comment --comment "clusternet fip" -j CLUSTERNET-FIP-SNAT'] * 2)
+         '-A POSTROUTING -m comment --comment "clusternet fip" -j CLUSTERNET-FIP-SNAT',
+         '-A CLUSTERNET-FIP-DNAT -m comment --comment "clusternet.node fip chain"',
+         '-A CLUSTERNET-FIP-SNAT -m comment --comment "clusternet.node fip chain"'] * 2)
     assert want['masq'][1] == [
         '-A POSTROUTING -m comment --comment "clusternet masq" -j CLUSTERNET-POSTRTG',
+        '-A CLUSTERNET-POSTRTG -m comment --comment "clusternet.node masquerade chain"',
         '-A CLUSTERNET-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "clusternet masq" -j RETURN',
         '-A CLUSTERNET-POSTRTG -s 2001:db8:42:1::/64 -d 2001:db8:42::/48 -m comment --comment "clusternet masq" -j RETURN',
         '-A CLUSTERNET-POSTRTG -s 2001:db8:42::/48 -d 2001:db8:42:1::/64 -m comment --comment "clusternet masq" -j RETURN',
