@@ -39,6 +39,7 @@ PARENT = 'POSTROUTING'
 # Printable ASCII without quotes or backslashes, at most 255 characters (xt_comment keeps 256 bytes with the NUL).
 COMMENT_RE = re.compile(r'^[ !#-&(-\[\]-~]{1,255}$')
 # fip finds its rules by this comment prefix anywhere in the table: a masquerade comment of that form would be taken for a FIP.
+# It is also fip's jump comment: our jump in POSTROUTING goes after fip's SNAT jump.
 FIP_COMMENT = 'clusternet fip'
 # The comment of the no-op first rule that marks a chain as created by this module (iptables.mark_rule).
 MARK = 'clusternet.node masquerade chain'
@@ -163,7 +164,9 @@ def plan_family(table, chain, rules, comment):
     ValueError when the chain is to go but a foreign rule still jumps to it."""
     transaction = ipt.Transaction(TABLE)
     if rules:
-        ipt.reconcile_chain(transaction, table, chain, [ipt.mark_rule(MARK)] + rules, [PARENT], comment)
+        # Our jump follows the fip module's SNAT jump: a FIP's pod leaves with its FIP, not the node's address.
+        ipt.reconcile_chain(transaction, table, chain, [ipt.mark_rule(MARK)] + rules, [PARENT], comment,
+                            after=lambda rule: rule.comment == FIP_COMMENT)
     else:
         ipt.remove_chain(transaction, table, chain, comment)
     return transaction

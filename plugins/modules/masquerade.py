@@ -12,6 +12,8 @@ short_description: Masquerade pod traffic leaving the cluster, per address famil
 description:
   - Keeps Flannel's masquerade rule set in a chain of its own in the C(nat) table, jumped to
     exactly once from C(POSTROUTING), for every family (IPv4, IPv6) that has a cluster CIDR.
+  - The jump is inserted first in C(POSTROUTING), but after M(clusternet.node.fip)'s SNAT jump
+    (and moved there when found before it), so a floating IP's pod leaves with its floating IP.
   - "Rules per family, every one commented, in this order: first the chain's mark
     C(-m comment --comment \"clusternet.node masquerade chain\") (no target: a no-op); C(-m mark --mark SKIP_MARK -j RETURN);
     for each cluster CIDR in address order and each pod CIDR in address order

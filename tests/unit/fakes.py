@@ -142,6 +142,8 @@ def apply_line(table, line):
     if op == '-I':
         index, _sep, rule_text = rule_text.partition(' ')
         position = int(index) - 1
+        if not 0 <= position <= len(rules):
+            return 'Index of insertion too big'
     rule = ipt.Rule(rule_text)
     if rule.target and rule.target not in VERDICTS and rule.target not in table.rules:
         return "Couldn't load target %s" % rule.target
