@@ -26,7 +26,7 @@ def fixture(name):
 
 
 class FakeModule(object):
-    """What engine.run asks of an AnsibleModule: params, check and diff mode, warn, fail_json."""
+    """What engine.run asks of an AnsibleModule: params, check and diff mode, warn, get_bin_path, fail_json."""
 
     def __init__(self, params, check_mode=False, diff=False):
         self.params = params
@@ -36,6 +36,10 @@ class FakeModule(object):
 
     def warn(self, text):
         self.warnings.append(text)
+
+    def get_bin_path(self, tool, required=False):
+        """A host without tools the kernel objects look up themselves (node_info's nft)."""
+        return None
 
     def fail_json(self, **kwargs):
         raise Failed(kwargs)
