@@ -78,6 +78,13 @@ class FakeIptables(ipt.Kernel):
     def has_tool(self, tool):
         return True
 
+    def has_iptables(self):
+        return True
+
+    def nft_tables(self):
+        """No nftables here (FakeNat adds them): nat_backend reads no cleanup of them."""
+        return frozenset()
+
     def supports_random_fully(self, family):
         return self.random_fully
 
