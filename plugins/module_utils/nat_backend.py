@@ -67,19 +67,31 @@ def fip_cleanup(params, backend):
                 backend=backend, purge_other_backend=backend == IPTABLES)
 
 
+def fip_dropped(intent, removed):
+    """The external IPs the cleanup removes (removed: {family: [{external_ip, ...}]}) that the intent
+    neither carries on nor names for removal: unless state present and exclusive (the list is then
+    every FIP), a FIP of the old backend the intent does not name would be lost, not moved."""
+    params = intent.params
+    if params['state'] == 'present' and params['exclusive']:
+        return []
+    named = set(str(external) for family in FAMILIES for external in intent.wanted[family])
+    return [item['external_ip'] for family in FAMILIES for item in removed[family] if item['external_ip'] not in named]
+
+
 MODULES = {
-    'masquerade': (lambda: {IPTABLES: masq.Engine(), NFTABLES: nat_nft.MasqueradeEngine()}, masquerade_cleanup),
-    'fip': (lambda: {IPTABLES: fip.Engine(), NFTABLES: nat_nft.FipEngine()}, fip_cleanup),
+    'masquerade': (lambda: {IPTABLES: masq.Engine(), NFTABLES: nat_nft.MasqueradeEngine()}, masquerade_cleanup,
+                   lambda intent, removed: []),
+    'fip': (lambda: {IPTABLES: fip.Engine(), NFTABLES: nat_nft.FipEngine()}, fip_cleanup, fip_dropped),
 }
 
 
 class Switch(object):
     """engine.run's engine of masquerade and fip: the intent on backend, the cleanup of the other."""
 
-    def __init__(self, engines, backend, cleanup_params):
+    def __init__(self, engines, backend, cleanup_params, dropped):
         self.backend, self.old = backend, OTHER[backend]
         self.engine, self.cleanup = engines[backend], engines[self.old]
-        self.cleanup_params = cleanup_params
+        self.cleanup_params, self.dropped = cleanup_params, dropped
 
     def validate(self, params):
         return self.engine.validate(params), self.cleanup.validate(self.cleanup_params(params, self.old))
@@ -98,6 +110,11 @@ class Switch(object):
         old = self.cleanup.plan(owned[1], intents[1])
         if not old.result['changed']:
             return plan
+        dropped = self.dropped(intents[0], dict((family, old.result[family].get('removed', [])) for family in FAMILIES))
+        if dropped:
+            raise ValueError('refusing to switch from backend %s: it holds floating IPs this run would remove there without '
+                             'carrying them on (%s); list every floating IP with exclusive true and state present to move them'
+                             % (self.old, ', '.join(dropped)))
         plan.result['changed'] = True
         plan.result['migrated'] = dict([('backend', self.old)] + [(family, old.result[family]) for family in FAMILIES])
         plan.warnings.extend(old.warnings)
@@ -114,11 +131,11 @@ def run(module, name, kernel=None):
     """The result of masquerade or fip (name): backend resolved, the Switch run by engine.execute
     over kernel (nat_nft.Kernel: iptables, nft and conntrack in one), the backend reported."""
     kernel = kernel or nat_nft.Kernel(module)
-    engines, cleanup_params = MODULES[name]
+    engines, cleanup_params, dropped = MODULES[name]
 
     def action():
         backend = resolve(module.params.get('backend') or IPTABLES, kernel)
-        result = engine.execute(Switch(engines(), backend, cleanup_params), kernel, module.params,
+        result = engine.execute(Switch(engines(), backend, cleanup_params, dropped), kernel, module.params,
                                 module.check_mode, module._diff, module.warn)
         result['backend'] = backend
         return result

@@ -95,3 +95,13 @@ def test_nft_list_tables_is_read_as_family_and_name_and_a_failing_nft_lists_none
     assert nft.parse_tables(text) == {('ip', 'nat'), ('ip6', 'kube-proxy'), ('inet', 'filter')}
     assert nft.NftKernel(lambda args: (0, text, '')).tables() == nft.parse_tables(text)
     assert nft.NftKernel(lambda args: (1, '', 'Operation not supported')).tables() == frozenset()
+
+
+@pytest.mark.parametrize('overrides', [{'exclusive': False}, {'state': 'absent'}], ids=['not-exclusive', 'absent'])
+def test_a_switch_that_would_drop_fips_it_does_not_carry_on_is_refused_before_any_write(overrides):
+    kernel = fake('nat-empty', nft_tables={'ipv4': nft_recorded('ipv4-full.json.txt')})
+    with pytest.raises(Failed) as err:
+        run(fip, dict(FIP, **overrides), kernel)
+    assert err.value.result['msg'].startswith('refusing to switch from backend nftables: it holds floating IPs this run would remove '
+                                              'there without carrying them on (198.51.100.11);'), 'the named one is not lost'
+    assert kernel.restores == [] and kernel.applied == []
