@@ -34,7 +34,7 @@ options:
         C(ip6 clusternet) (the other module's half stays; a table left empty is deleted). RV(migrated) and diff mode show
         it; a second run changes nothing. Conntrack entries are not flushed by the migration, so a FIP removed or remapped
         in the very run that switches keeps its established flows. M(clusternet.node.fip) refuses a switch that would remove
-        there a FIP it neither lists nor removes (O(exclusive=false) or O(state=absent)): it would be lost, not moved."
+        there a FIP it neither lists nor removes (C(exclusive=false) or C(state=absent)): it would be lost, not moved."
       - The other backend is read only where it can hold something (iptables tools installed and a nat table, or one of
         our nftables tables listed by C(nft list tables)).
       - O(purge_other_backend) is refused with V(nftables), which removes this module's rules from both iptables backends by
