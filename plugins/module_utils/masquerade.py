@@ -23,7 +23,6 @@ __metaclass__ = type
 import ipaddress
 import re
 
-from ansible_collections.clusternet.node.plugins.module_utils import engine
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.engine import Plan
 from ansible_collections.clusternet.node.plugins.module_utils.families import (
@@ -301,9 +300,7 @@ class Engine(object):
 
 
 def run(module, kernel=None):
-    """The module's result (engine.run over the real iptables, or kernel)."""
-    if module.params.get('backend') == 'nftables':
-        # Imported here: nat_nft builds on this module's validation.
-        from ansible_collections.clusternet.node.plugins.module_utils import nat_nft
-        return engine.run(module, nat_nft.MasqueradeEngine(), kernel or nat_nft.Kernel(module))
-    return engine.run(module, Engine(), kernel or ipt.Kernel(module))
+    """The module's result: nat_backend.run over this engine and the nftables one (or kernel)."""
+    # Imported here: nat_backend builds on this module.
+    from ansible_collections.clusternet.node.plugins.module_utils import nat_backend
+    return nat_backend.run(module, 'masquerade', kernel)
