@@ -12,12 +12,15 @@ DIR (written by the clusternet.node.persistence role) holds:
                   calls name, each file after a line "#### clusternet-node file PATH LINES".
 
 Each call runs the module's own main() from the bundle, with a stand-in for
-AnsibleModule that takes its defaults from the module's own argument_spec: the same
-code and the same arguments as the converge, so a restore cannot drift from it. Only
-the objects those calls own are touched. VIP routes are sourced from node IPs, which
-may come up late (DHCP): vip calls run last, once their node IPs are present and not
-tentative (compared as addresses, as the vip module parses them, not as text), or fail
-after the timeout with a message naming the missing addresses.
+AnsibleModule that takes its defaults from the module's own argument_spec: the same code
+and the same arguments as the converge, so a restore cannot drift from it. The stand-in
+is this file's own, not the tests' in-process runner (tests/inprocess.py, which feeds
+ansible-core's AnsibleModule): it runs at boot on nodes where Ansible is not installed,
+only Debian's python3 and pyroute2. Only the objects those calls own are touched. VIP
+routes are sourced from node IPs, which may come up late (DHCP): vip calls run last,
+once their node IPs are present and not tentative (compared as addresses, as the vip
+module parses them, not as text), or fail after the timeout with a message naming the
+missing addresses.
 
 Root runs what DIR holds, so DIR (and each directory above it) and its files must be
 root's and writable by their owner alone (a directory above may be sticky), and DIR and
