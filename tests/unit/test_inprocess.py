@@ -7,6 +7,7 @@ import types
 
 import inprocess
 import pytest
+from ansible.module_utils import _internal as ansible_internal
 from ansible.module_utils.basic import AnsibleModule
 
 PROBE = '''
@@ -23,7 +24,10 @@ def main():
 
 @pytest.fixture
 def probe(monkeypatch):
-    """A module of the collection's package that touches nothing."""
+    """A module of the collection's package that touches nothing. It runs as in the driver's and the
+    benchmark's processes: not the controller (this one is once a test imported controller code,
+    and a module's warnings then go to the display, not to its result)."""
+    monkeypatch.setattr(ansible_internal, 'is_controller', False)
     module = types.ModuleType(inprocess.MODULES + 'probe')
     module.AnsibleModule = AnsibleModule
     exec(PROBE, module.__dict__)  # pylint: disable=exec-used
