@@ -25,8 +25,6 @@ Exits non-zero on a wrong kernel state or a failed play; on a missed target only
 import argparse
 import contextlib
 import cProfile
-import importlib
-import io
 import ipaddress
 import json
 import os
@@ -473,25 +471,21 @@ def inprocess(ns, name, args, workdir):
 
 
 def inprocess_child(name, path):
-    """Child of inprocess(): one module call with AnsibleModule fed directly; prints one JSON line."""
+    """Child of inprocess(): one module run (tests/inprocess.py) timed and profiled; prints one JSON line."""
     sys.path.insert(0, link_collection())
-    from ansible.module_utils import basic
+    from inprocess import run_module
     with open(path) as handle:
         args = json.load(handle)
-    basic._ANSIBLE_ARGS = json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode()
-    basic._ANSIBLE_PROFILE = 'legacy'
-    module = importlib.import_module('ansible_collections.clusternet.node.plugins.modules.' + name)
-    profile, out = cProfile.Profile(), io.StringIO()
-    start, cpu = time.monotonic(), time.process_time()
-    with contextlib.redirect_stdout(out):
-        profile.enable()
-        try:
-            module.main()
-        except SystemExit:
-            pass
-        profile.disable()
-    wall, cpu = time.monotonic() - start, time.process_time() - cpu
-    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    profile, clock = cProfile.Profile(), []
+
+    @contextlib.contextmanager
+    def measured():  # main() alone: not the import, nor feeding the arguments and reading the result
+        start, cpu = time.monotonic(), time.process_time()
+        with profile:
+            yield
+        clock[:] = [time.monotonic() - start, time.process_time() - cpu]
+    result = run_module(name, args, around=measured)
+    wall, cpu = clock
     entries = pstats.Stats(profile).stats.items()
 
     def rows(items):

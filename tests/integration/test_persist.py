@@ -5,6 +5,7 @@ role converge it (files written to a temporary directory instead of /var/lib and
 gets only the foreign state), the standalone runner restores, and every dump equals
 the converged one, foreign state included. The runner runs under both Pythons."""
 
+import importlib.util
 import json
 import os
 import stat
@@ -18,6 +19,11 @@ from harness import REPO, run_playbook
 
 sys.path.insert(0, os.path.join(REPO, 'lab'))
 import dumps  # noqa: E402
+
+RUNNER = os.path.join(REPO, 'roles', 'persistence', 'files', 'restore.py')
+spec = importlib.util.spec_from_file_location('clusternet_restore', RUNNER)
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
 
 with open(os.path.join(REPO, 'inventories', 'lab', 'group_vars', 'all', 'cluster.yml')) as handle:
     LAB = yaml.safe_load(handle)['clusternet_cluster']
@@ -344,3 +350,35 @@ def test_malformed_calls_are_reported_and_node_ips_compared_as_addresses(netns, 
     assert 'waiting' not in proc.stdout and 'vip kube-dummy-if: restored (changed)' in proc.stdout, proc.stdout
     assert 'Traceback' not in proc.stdout + proc.stderr
     assert dumps.differences(converged, node_dumps(netns)) == ''
+
+
+def test_runner_runs_the_bundled_module_without_ansible(netns, tmp_path):
+    """Debian's python3 has no Ansible: the bundle and the stand-in are all the runner needs.
+    Calls the modules refuse fail with the modules' own messages; in a namespace of the
+    test's own all the same, in case one of them reached the kernel."""
+    paths = sorted('plugins/module_utils/' + f for f in os.listdir(os.path.join(REPO, 'plugins', 'module_utils')) if f.endswith('.py'))
+    paths += ['plugins/modules/%s.py' % m for m in ('ipset', 'vip', 'masquerade', 'fip')]
+    with open(tmp_path / 'plugins.bundle', 'w') as bundle:
+        for path in paths:
+            with open(os.path.join(REPO, path)) as handle:
+                source = handle.read().rstrip('\n')
+            bundle.write('%s%s %d\n%s\n' % (runner.MARKER, path, len(source.split('\n')), source))
+    code = '''
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("r", sys.argv[1])
+r = importlib.util.module_from_spec(spec); spec.loader.exec_module(r)
+r.install(r.read_bundle(open(sys.argv[2]).read()))
+out = [r.run_call({"module": "ipset", "args": {"name": "cn-t", "entries": ["not-an-entry"]}}),
+       r.run_call({"module": "fip", "args": {"floating_ips": [{"external_ip": "not-an-ip", "internal_ip": "10.0.0.1"}]}}),
+       r.run_call({"module": "vip", "args": {"bogus": 1}})]
+print(json.dumps([sorted(m for m in sys.modules if m.split(".")[0] == "ansible"), out]))
+'''
+    proc = subprocess.run(['ip', 'netns', 'exec', netns.name, '/usr/bin/python3', '-c', code, RUNNER, str(tmp_path / 'plugins.bundle')],
+                          capture_output=True, text=True, check=True)
+    assert netns.out('ipset list -n') == ''
+    ansible_modules, results = json.loads(proc.stdout)
+    assert ansible_modules == ['ansible', 'ansible.module_utils', 'ansible.module_utils.basic']
+    assert all(result['failed'] for result in results)
+    assert 'not-an-entry' in results[0]['msg']
+    assert 'not-an-ip' in results[1]['msg']
+    assert results[2]['msg'] == 'Unsupported parameters for module: bogus'

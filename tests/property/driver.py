@@ -20,10 +20,7 @@ every distinct bug), CN_PROPERTY_SHRINK_SECONDS (default 60), CN_PROPERTY_SEED
 (default 12; "random" for a new one). The seed is printed first, so a failure can be replayed.
 """
 
-import contextlib
 import faulthandler
-import importlib
-import io
 import json
 import os
 import random
@@ -32,17 +29,16 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.join(HERE, '..', '..', 'build', 'collections')]
+sys.path[:0] = [HERE, os.path.join(HERE, '..'), os.path.join(HERE, '..', '..', 'build', 'collections')]
 
 # pylint: disable=wrong-import-position
 import state  # noqa: E402
 import strategies  # noqa: E402
 from ansible.module_utils import basic  # noqa: E402
-from ansible.module_utils.common import warnings as ansible_warnings  # noqa: E402
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.internal.conjecture import engine as engine_module  # noqa: E402
+from inprocess import run_module  # noqa: E402
 
 # Thousands of in-process runs: keep them out of the journal.
 basic.AnsibleModule._log_invocation = lambda self: None
@@ -54,22 +50,6 @@ class Stats(object):
 
 
 STATS = Stats()
-
-
-def run_module(engine, args, check):
-    """One module run in this process, as Ansible would run it; returns its result dict."""
-    module = importlib.import_module('ansible_collections.clusternet.node.plugins.modules.' + engine)
-    payload = dict(args, _ansible_check_mode=check, _ansible_diff=True)
-    out = io.StringIO()
-    ansible_warnings._global_warnings.clear()  # pylint: disable=protected-access
-    ansible_warnings._global_deprecations.clear()  # pylint: disable=protected-access
-    with patch_module_args(payload), contextlib.redirect_stdout(out):
-        try:
-            module.main()
-        except SystemExit:
-            pass
-    text = out.getvalue().strip()
-    return json.loads(text.splitlines()[-1]) if text else {'failed': True, 'msg': 'no result printed'}
 
 
 def owned(engine, args):
@@ -122,7 +102,7 @@ def property_for(engine, kernel):
         owns = owned(engine, args)
         base = last = kernel.base
         try:
-            first = run_module(engine, args, check)
+            first = run_module(engine, args, check=check, diff=True)
             after = last = state.dump()
             if check:
                 STATS.checked += 1
@@ -137,7 +117,7 @@ def property_for(engine, kernel):
             assert was == now, 'run changed foreign state: %s' % state.first_difference(was, now)
             if not first.get('changed'):
                 assert after == base, 'changed: false but state changed: %s' % state.first_difference(base, after)
-            second = run_module(engine, args, False)
+            second = run_module(engine, args, diff=True)
             assert not second.get('failed'), 'second run failed: %r' % second.get('msg')
             again = last = state.dump()
             assert not second.get('changed'), 'second run not idempotent: %s; result %r' % (

@@ -12,7 +12,6 @@ import subprocess
 import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from harness import Netns
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROLE = os.path.join(REPO, 'roles', 'persistence')
@@ -117,42 +116,6 @@ def test_wait_for_node_ips_is_bounded():
     assert missing == ['192.0.2.1'] and now[0] == pytest.approx(2.0) and len(sleeps) == 8
     appear = iter([set(), set(), {'192.0.2.1'}])
     assert restore.wait_for(['192.0.2.1'], 60, clock=lambda: 0, sleep=lambda s: None, present=lambda: next(appear)) == []
-
-
-def test_runner_runs_the_bundled_module_without_ansible(tmp_path):
-    """Debian's python3 has no Ansible: the bundle and the stand-in are all the runner needs.
-    Calls the modules refuse fail with the modules' own messages; in a namespace of the
-    test's own all the same, in case one of them reached the kernel."""
-    paths = sorted('plugins/module_utils/' + f for f in os.listdir(os.path.join(REPO, 'plugins', 'module_utils')) if f.endswith('.py'))
-    paths += ['plugins/modules/%s.py' % m for m in MODULES]
-    with open(tmp_path / 'plugins.bundle', 'w') as bundle:
-        for path in paths:
-            with open(os.path.join(REPO, path)) as handle:
-                source = handle.read().rstrip('\n')
-            bundle.write('%s%s %d\n%s\n' % (restore.MARKER, path, len(source.split('\n')), source))
-    code = '''
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("r", sys.argv[1])
-r = importlib.util.module_from_spec(spec); spec.loader.exec_module(r)
-r.install(r.read_bundle(open(sys.argv[2]).read()))
-out = [r.run_call({"module": "ipset", "args": {"name": "cn-t", "entries": ["not-an-entry"]}}),
-       r.run_call({"module": "fip", "args": {"floating_ips": [{"external_ip": "not-an-ip", "internal_ip": "10.0.0.1"}]}}),
-       r.run_call({"module": "vip", "args": {"bogus": 1}})]
-print(json.dumps([sorted(m for m in sys.modules if m.split(".")[0] == "ansible"), out]))
-'''
-    ns = Netns()
-    try:
-        proc = subprocess.run(['ip', 'netns', 'exec', ns.name, '/usr/bin/python3', '-c', code, RUNNER, str(tmp_path / 'plugins.bundle')],
-                              capture_output=True, text=True, check=True)
-        assert ns.out('ipset list -n') == ''
-    finally:
-        ns.delete()
-    ansible_modules, results = json.loads(proc.stdout)
-    assert ansible_modules == ['ansible', 'ansible.module_utils', 'ansible.module_utils.basic']
-    assert all(result['failed'] for result in results)
-    assert 'not-an-entry' in results[0]['msg']
-    assert 'not-an-ip' in results[1]['msg']
-    assert results[2]['msg'] == 'Unsupported parameters for module: bogus'
 
 
 def _module_task(role):
@@ -322,10 +285,14 @@ def _unsafe(tmp_path, directory, how):
     raise AssertionError(how)
 
 
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason='giving a file to another user (chown) needs root; make test runs as root')
+
+
 @pytest.mark.parametrize('how', [
-    'directory owned by nobody', 'directory 0777', 'directory 0770', 'directory a symlink', 'parent 0777',
-    'state.json owned by nobody', 'state.json group-writable', 'state.json a symlink', 'state.json a fifo',
-    'bundle owned by nobody', 'bundle group-writable', 'bundle a symlink'])
+    pytest.param('directory owned by nobody', marks=NEEDS_ROOT), 'directory 0777', 'directory 0770', 'directory a symlink',
+    'parent 0777', pytest.param('state.json owned by nobody', marks=NEEDS_ROOT), 'state.json group-writable',
+    'state.json a symlink', 'state.json a fifo', pytest.param('bundle owned by nobody', marks=NEEDS_ROOT),
+    'bundle group-writable', 'bundle a symlink'])
 def test_unsafe_directory_or_file_runs_nothing(tmp_path, how):
     directory = state_dir(tmp_path, [call('ipset', 'a')])
     reason = _unsafe(tmp_path, directory, how)
@@ -350,3 +317,17 @@ def test_nothing_persisted_yet_is_not_an_error_but_the_directory_is_still_checke
     os.chmod(str(directory), 0o777)
     rc, log, _ran = run_runner(directory)
     assert rc == 1 and 'has mode 0777' in log
+
+
+def test_root_trusts_only_roots_files_and_root_is_trusted_by_anyone(tmp_path, monkeypatch):
+    """The runner trusts root and the user running it: pretend to be the other of root and the
+    files' owner, so either way one side of the rule is held."""
+    directory = state_dir(tmp_path, [call('ipset', 'a')])
+    owner = os.stat(str(directory)).st_uid
+    if owner == 0:
+        monkeypatch.setattr(restore.os, 'geteuid', lambda: 65534)
+        assert restore.read_state_dir(str(directory))['state.json'].startswith('{"calls"')
+    else:
+        monkeypatch.setattr(restore.os, 'geteuid', lambda: 0)
+        with pytest.raises(restore.Refused, match='directory %s is owned by uid %d, not root' % (tmp_path, owner)):
+            restore.read_state_dir(str(directory))

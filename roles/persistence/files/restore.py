@@ -12,17 +12,22 @@ DIR (written by the clusternet.node.persistence role) holds:
                   calls name, each file after a line "#### clusternet-node file PATH LINES".
 
 Each call runs the module's own main() from the bundle, with a stand-in for
-AnsibleModule that takes its defaults from the module's own argument_spec: the same
-code and the same arguments as the converge, so a restore cannot drift from it. Only
-the objects those calls own are touched. VIP routes are sourced from node IPs, which
-may come up late (DHCP): vip calls run last, once their node IPs are present and not
-tentative (compared as addresses, as the vip module parses them, not as text), or fail
-after the timeout with a message naming the missing addresses.
+AnsibleModule that takes its defaults from the module's own argument_spec: the same code
+and the same arguments as the converge, so a restore cannot drift from it. The stand-in
+is this file's own, not the tests' in-process runner (tests/inprocess.py, which feeds
+ansible-core's AnsibleModule): it runs at boot on nodes where Ansible is not installed,
+only Debian's python3 and pyroute2. Only the objects those calls own are touched. VIP
+routes are sourced from node IPs, which may come up late (DHCP): vip calls run last,
+once their node IPs are present and not tentative (compared as addresses, as the vip
+module parses them, not as text), or fail after the timeout with a message naming the
+missing addresses.
 
 Root runs what DIR holds, so DIR (and each directory above it) and its files must be
-root's and writable by root alone (a directory above may be sticky), and DIR and its
-files must not be symbolic links: otherwise the runner logs why and exits 1 having run
-nothing. state.json is checked whole before anything runs: if it is not a list of calls
+root's and writable by their owner alone (a directory above may be sticky), and DIR and
+its files must not be symbolic links: otherwise the runner logs why and exits 1 having
+run nothing. Files of the user running it are trusted too, as the host lock trusts them
+(plugins/module_utils/lock.py): root still requires root's, and another user (the unit
+tests, unprivileged) runs only what it or root could have written anyway. state.json is checked whole before anything runs: if it is not a list of calls
 nothing runs; a call that is malformed (not a mapping, a module the bundle lacks, args
 missing or not a mapping) is reported and skipped, and every other call is attempted.
 Exit status 0 when every call succeeded, 1 otherwise.
@@ -131,10 +136,14 @@ class BundleImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(compile(source, path, 'exec'), module.__dict__)  # pylint: disable=exec-used
 
 
-# ---- the state directory: root's alone, or nothing runs ----
+# ---- the state directory: root's (or ours) alone, or nothing runs ----
+
+def _owners():
+    return (0, os.geteuid())
+
 
 def _check_owner_and_mode(what, st, sticky_ok=False):
-    if st.st_uid != 0:
+    if st.st_uid not in _owners():
         raise Refused('%s is owned by uid %d, not root' % (what, st.st_uid))
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (sticky_ok and st.st_mode & stat.S_ISVTX):
         raise Refused('%s has mode %04o: group or others can write it' % (what, stat.S_IMODE(st.st_mode)))
