@@ -127,7 +127,7 @@ def on_fake(engine, fake):
     def run(args, check):
         lib.run = functools.partial(real, kernel=fake)
         try:
-            return driver.run_module(engine, args, check)
+            return driver.run_module(engine, args, check=check, diff=True)
         finally:
             lib.run = real
     return run
