@@ -139,29 +139,30 @@ NFT_JSON = (  # nft 1.0.6's `nft -j list table ip clusternet`, cut to one map, o
     '"prio": -90, "policy": "accept"}}, '
     '{"chain": {"family": "ip", "table": "clusternet", "name": "masq-postrouting", "handle": 11, "type": "nat", "hook": "postrouting", '
     '"prio": 110, "policy": "accept"}}]}')
+# nft prints tabs; written here as \t (no tab characters in the source)
 NFT_TEXT = '''table ip clusternet {
-	comment "managed by clusternet.node"
-	map fip-dnat {
-		type ipv4_addr : ipv4_addr
-		elements = { 203.0.113.11 : 10.244.2.10 }
-	}
+\tcomment "managed by clusternet.node"
+\tmap fip-dnat {
+\t\ttype ipv4_addr : ipv4_addr
+\t\telements = { 203.0.113.11 : 10.244.2.10 }
+\t}
 
-	set masq-cluster {
-		type ipv4_addr
-		flags interval
-		elements = { 10.244.0.0/16, 10.99.0.1 }
-	}
+\tset masq-cluster {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 10.244.0.0/16, 10.99.0.1 }
+\t}
 
-	chain fip-prerouting {
-		type nat hook prerouting priority dstnat + 10; policy accept;
-		dnat to ip daddr map @fip-dnat
-	}
+\tchain fip-prerouting {
+\t\ttype nat hook prerouting priority dstnat + 10; policy accept;
+\t\tdnat to ip daddr map @fip-dnat
+\t}
 
-	chain masq-postrouting {
-		type nat hook postrouting priority srcnat + 10; policy accept;
-		meta mark & 0x00004000 == 0x00004000 return
-		ip saddr @masq-cluster ip daddr != 224.0.0.0/4 masquerade fully-random
-	}
+\tchain masq-postrouting {
+\t\ttype nat hook postrouting priority srcnat + 10; policy accept;
+\t\tmeta mark & 0x00004000 == 0x00004000 return
+\t\tip saddr @masq-cluster ip daddr != 224.0.0.0/4 masquerade fully-random
+\t}
 }
 '''
 
