@@ -7,14 +7,12 @@ in-sync re-run and its removal of every FIP are printed for information.
 
 import ipaddress
 import os
-import statistics
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
-from common import play, report, timed, with_netns  # noqa: E402
+from common import interleaved, play, report, with_netns  # noqa: E402
 
 COUNT = 500
 RANGES = (('100.64.0.0/16', '10.10.0.0/16'), ('2001:db8:ff::/64', 'fd00:10::/64'))
@@ -41,21 +39,6 @@ def payload(family_pairs):
     jump = '-m comment --comment "clusternet fip" -j CLUSTERNET-FIP-'
     lines += ['-I PREROUTING 1 %sDNAT' % jump, '-I OUTPUT 1 %sDNAT' % jump, '-I POSTROUTING 1 %sSNAT' % jump, 'COMMIT', '']
     return '\n'.join(lines)
-
-
-def interleaved(ns, cases):
-    """{label: median seconds} over common.REPEATS rounds, every case once per round, so
-    the cases share the machine's load (2 cores, other benchmarks running) instead of
-    each meeting a different moment of it."""
-    rounds, common.REPEATS = common.REPEATS, 1
-    try:
-        times = dict((label, []) for label, _text, _setup in cases)
-        for _round in range(rounds):
-            for label, text, setup in cases:
-                times[label].append(timed(ns, text, setup=setup))
-    finally:
-        common.REPEATS = rounds
-    return dict((label, statistics.median(values)) for label, values in times.items())
 
 
 def main(ns):

@@ -22,10 +22,10 @@ def play(tasks):
     return json.dumps([{'hosts': 'all', 'gather_facts': False, 'tasks': tasks}])
 
 
-def timed(netns, playbook_text, setup=None):
-    """Median wall time of REPEATS runs; setup(netns) runs untimed before each."""
+def timed(netns, playbook_text, setup=None, repeats=None):
+    """Median wall time of repeats (default REPEATS) runs; setup(netns) runs untimed before each."""
     times = []
-    for _repeat in range(REPEATS):
+    for _repeat in range(repeats or REPEATS):
         if setup:
             setup(netns)
         start = time.monotonic()
@@ -35,6 +35,17 @@ def timed(netns, playbook_text, setup=None):
             raise SystemExit('benchmark play failed:\n%s\n%s' % (proc.stdout[-4000:], proc.stderr[-2000:]))
         times.append(elapsed)
     return statistics.median(times)
+
+
+def interleaved(ns, cases):
+    """{label: median seconds} over REPEATS rounds, every case once per round, so
+    the cases share the machine's load (2 cores, other benchmarks running) instead of
+    each meeting a different moment of it."""
+    times = dict((label, []) for label, _text, _setup in cases)
+    for _round in range(REPEATS):
+        for label, text, setup in cases:
+            times[label].append(timed(ns, text, setup=setup, repeats=1))
+    return dict((label, statistics.median(values)) for label, values in times.items())
 
 
 def report(title, rows):

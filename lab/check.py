@@ -4,7 +4,7 @@
 kernel holds it, run real-traffic checks derived from the inventory's cluster intent,
 and end with one verdict line; exit 1 when any check failed.
 
-usage: check.py INVENTORY [RECAP_LOG] [--expect-unchanged] [--reboot NODE] [--tamper NODE]
+usage: check.py INVENTORY [RECAP_LOG] [--expect-unchanged] [--reboot NODE] [--tamper NODE] [--nat-backend BACKEND]
 
 With RECAP_LOG (the converge's output) the recap is checked too. With --reboot NODE,
 NODE is then rebooted with no playbook run (lab/reboot.py): its dumps must equal those
@@ -12,7 +12,9 @@ before, its clusternet-node.service must be active, and every traffic check runs
 With --tamper NODE, NODE's host state is then tampered with (lab/tamper.py): within its
 reconcile interval clusternet-node-reconcile.service must journal and repair the drift of
 each module tampered with, its metric file must count those repairs, and every traffic
-check runs again.
+check runs again. Each node's NAT rules are read from the backend it converged with: its
+clusternet_nat_backend (the role's default iptables), or --nat-backend for every node (the
+value lab.sh passed to the converge from CLUSTERNET_NAT_BACKEND).
 """
 
 import argparse
@@ -33,6 +35,7 @@ import tamper  # noqa: E402
 VIP_DEV = 'kube-dummy-if'
 MASQ_CHAIN = 'CLUSTERNET-POSTRTG'
 DNAT_CHAIN = 'CLUSTERNET-FIP-DNAT'
+NFT_MASQ_CHAIN, NFT_DNAT_MAP = 'masq-postrouting', 'fip-dnat'  # the nftables backend's
 RECAP = re.compile(r'^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)')
 DNAT = re.compile(r'-d (\S+?)(?:/\d+)? .*--to-destination (\S+)')
 
@@ -64,7 +67,25 @@ def by_family(values):
     return dict((hs.family(value), value) for value in values)
 
 
-def summary(node, host, vips):
+def nat_summary(host, fam, backend):
+    """One family's masquerade and FIPs as the node's NAT backend holds them."""
+    if backend == 'nftables':
+        table = hs.nft(host, fam)
+        if table is None:
+            return 'table %s absent' % hs.NFT_TABLE[fam]
+        masq = table['chains'].get(NFT_MASQ_CHAIN)
+        return 'table %s: masquerade %s; FIPs %s' % (
+            hs.NFT_TABLE[fam], '%s (%d rules)' % (NFT_MASQ_CHAIN, len(masq['rules'])) if masq else 'none',
+            ', '.join(sorted(pair.replace(' : ', ' -> ') for pair in table['sets'].get(NFT_DNAT_MAP, ()))) or 'none')
+    chains = hs.nat(host, fam)
+    masq = chains.get(MASQ_CHAIN)
+    fips = ['%s -> %s' % DNAT.search(rule).groups() for rule in chains.get(DNAT_CHAIN, []) if DNAT.search(rule)]
+    return 'masquerade %s; FIPs %s' % (
+        '%s (%d rules, %d jumps)' % (MASQ_CHAIN, len(masq), len(hs.jumps(chains, 'POSTROUTING', MASQ_CHAIN)))
+        if masq is not None else 'none', ', '.join(fips) or 'none')
+
+
+def summary(node, host, vips, backend):
     """One node's host state, read from its kernel."""
     sets = hs.ipsets(host)
     print('%s (%s)' % (node, host.backend.name))
@@ -74,12 +95,7 @@ def summary(node, host, vips):
     srcs = sorted(set(route.get('prefsrc', '-') for vip in vips for route in hs.routes_to(host, vip) if route.get('table') == 'local'))
     print('  VIP src    ' + (' '.join(srcs) or 'none'))
     for fam in ('ipv4', 'ipv6'):
-        chains = hs.nat(host, fam)
-        masq = chains.get(MASQ_CHAIN)
-        fips = ['%s -> %s' % DNAT.search(rule).groups() for rule in chains.get(DNAT_CHAIN, []) if DNAT.search(rule)]
-        print('  %s       masquerade %s; FIPs %s' % (
-            fam, '%s (%d rules, %d jumps)' % (MASQ_CHAIN, len(masq), len(hs.jumps(chains, 'POSTROUTING', MASQ_CHAIN)))
-            if masq is not None else 'none', ', '.join(fips) or 'none'))
+        print('  %s       %s' % (fam, nat_summary(host, fam, backend)))
 
 
 def check_recap(verdict, path, nodes, expect_unchanged):
@@ -165,6 +181,7 @@ def main(argv):
     parser.add_argument('--expect-unchanged', action='store_true', help='the lab existed already: site.yml must change nothing')
     parser.add_argument('--reboot', metavar='NODE', help='then reboot NODE with no playbook run and check again')
     parser.add_argument('--tamper', metavar='NODE', help='then tamper with NODE\'s host state, wait for its reconcile, check again')
+    parser.add_argument('--nat-backend', choices=('iptables', 'nftables'), help='every node\'s NAT backend (default: its clusternet_nat_backend)')
     args = parser.parse_args(argv)
 
     nodes = inventory(args.inventory)
@@ -173,10 +190,11 @@ def main(argv):
     hosts = dict((node, hs.box(hostvars['ansible_host'])) for node, hostvars in nodes.items())
     services = cluster.get('services') or []
     vips = [ip for service in services for ip in service.get('cluster_ips', []) + service.get('external_ips', [])]
+    backends = dict((node, args.nat_backend or hostvars.get('clusternet_nat_backend', 'iptables')) for node, hostvars in nodes.items())
 
     print('\n== host state per node ==')
     for node, host in hosts.items():
-        summary(node, host, vips)
+        summary(node, host, vips, backends[node])
 
     print('\n== checks ==')
     verdict = Verdict()
@@ -189,13 +207,13 @@ def main(argv):
         print('  journal of %s:\n    %s' % (reboot.UNIT, done['journal'].replace('\n', '\n    ')))
         verdict.check('%s rebooted: %s' % (args.reboot, reboot.UNIT), done['unit'] == 'active', '%s after a %.1f s boot' % (done['unit'], done['seconds']))
         verdict.check('%s rebooted: host state' % args.reboot, done['equal'],
-                      'ipset save, nat both families, kube-dummy-if, local routes both families equal those before'
+                      'ipset save, nat and our nft tables both families, kube-dummy-if, local routes both families equal those before'
                       if done['equal'] else done['diff'])
         traffic(verdict, hosts, cluster, lab, after=' after %s reboot' % args.reboot)
 
     if args.tamper:
         print('\n== tamper %s, no playbook run ==' % args.tamper)
-        check_tamper(verdict, args.tamper, tamper.run(nodes[args.tamper]['ansible_host']))
+        check_tamper(verdict, args.tamper, tamper.run(nodes[args.tamper]['ansible_host'], backends[args.tamper]))
         traffic(verdict, hosts, cluster, lab, after=' after %s tamper' % args.tamper)
 
     if verdict.failed:

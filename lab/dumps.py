@@ -6,7 +6,8 @@ the same state compare equal: the dumps a reboot (or a wipe and restore) must ke
 What differs between two creations of the same state and is normalized, nothing else:
 - `ipset save`: each set's random `initval` (and `bucketsize`), and the order of
   entries (a hash set prints them in hash order, which the initval changes);
-- `iptables-save`: packet/byte counters and the `#` header and footer lines;
+- `iptables-save`: packet/byte counters and the `#` header and footer lines (our nft
+  tables hold no counters: `nft list table` prints them as they are);
 - local routes: the order the kernel lists them in (it follows the order their links
   were created in, which a boot changes), so they are sorted;
 - links: the interface index, the MAC address (random for dummy/ifb/veth) and the
@@ -23,6 +24,9 @@ COMMANDS = (
     ('ipset', 'ipset save'),
     ('nat ipv4', 'iptables-save -t nat'),
     ('nat ipv6', 'ip6tables-save -t nat'),
+    # the NAT backend nftables' tables; none (empty) on the iptables backend
+    ('nft ipv4', 'nft list table ip clusternet 2>/dev/null'),
+    ('nft ipv6', 'nft list table ip6 clusternet 2>/dev/null'),
     ('kube-dummy-if', 'ip -d addr show kube-dummy-if'),
     ('local ipv4', 'ip -4 route show table local'),
     ('local ipv6', 'ip -6 route show table local'),

@@ -15,6 +15,7 @@ import testinfra
 
 PROBE = '/usr/local/lib/clusternet/whoami.py'  # lab/whoami.py, mounted by labnet.py
 SAVE = {'ipv4': 'iptables-save', 'ipv6': 'ip6tables-save'}
+NFT_TABLE = {'ipv4': 'ip clusternet', 'ipv6': 'ip6 clusternet'}  # the NAT backend nftables' table
 COMMENT = re.compile(r' -m comment --comment ("[^"]*"|\S+)')
 
 
@@ -52,6 +53,43 @@ def nat(host, fam):
             if without_comments(' ' + parts[2]).strip():
                 chains.setdefault(parts[0], []).append(parts[2])
     return chains
+
+
+def nft(host, fam):
+    """Our table of the NAT backend nftables, or None when the family has none:
+    {'chains': {chain: {'hook', 'priority', 'rules': [rule text as `nft list` prints it]}},
+    'sets': {set or map: set of elements, a map's as 'KEY : VALUE'}}. Hooks, priorities and
+    elements come from `nft -j` (numbers, not nft's symbolic priorities), rules from `nft list`."""
+    listed = host.run('nft -j list table %s' % NFT_TABLE[fam])
+    if listed.rc != 0:
+        return None
+    table = {'chains': {}, 'sets': {}}
+    for item in json.loads(listed.stdout)['nftables']:
+        if 'chain' in item:
+            chain = item['chain']
+            table['chains'][chain['name']] = {'hook': chain.get('hook'), 'priority': chain.get('prio'), 'rules': []}
+        for kind in ('set', 'map'):
+            if kind in item:
+                table['sets'][item[kind]['name']] = set(element(value) for value in item[kind].get('elem', []))
+    chain = None
+    for line in host.check_output('nft list table %s' % NFT_TABLE[fam]).splitlines():
+        line = line.strip()
+        if line.startswith('chain ') and line.endswith('{'):
+            chain = table['chains'][line.split()[1]]
+        elif line == '}':
+            chain = None
+        elif chain is not None and line and not line.startswith('type '):
+            chain['rules'].append(line)
+    return table
+
+
+def element(value):
+    """One element of `nft -j` as nft writes it: an address, ADDR/LEN, or a map's KEY : VALUE."""
+    if isinstance(value, list):
+        return ' : '.join(element(part) for part in value)
+    if isinstance(value, dict) and 'prefix' in value:
+        return '%s/%d' % (value['prefix']['addr'], value['prefix']['len'])
+    return str(value)
 
 
 def jumps(chains, parent, target):

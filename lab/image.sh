@@ -11,10 +11,11 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$HERE/containers.conf}
 # What the managed nodes and the traffic checks need: bookworm's python3-pyroute2 0.7.2
 # (Python 3.11) is the oldest pyroute2 the modules support; trixie brings 0.7.7 on Python
 # 3.13, the newest Python a node runs; python3 also runs the whoami probe. iptables brings
-# both backends (nft, legacy).
+# both backends (nft, legacy); nftables brings nft, for the NAT backend nftables
+# (CLUSTERNET_NAT_BACKEND=nftables).
 # systemd boots a node, so clusternet-node.service restores its state at "boot"; the
 # netfilter-persistent packages are there to prove the two restore side by side.
-PACKAGES=python3,python3-pyroute2,iproute2,ipset,iptables,conntrack,systemd,systemd-sysv,netfilter-persistent,iptables-persistent,ipset-persistent
+PACKAGES=python3,python3-pyroute2,iproute2,ipset,iptables,nftables,conntrack,systemd,systemd-sysv,netfilter-persistent,iptables-persistent,ipset-persistent
 WHOAMI_UNIT='[Unit]
 Description=clusternet lab probe (lab/whoami.py)
 
@@ -34,9 +35,14 @@ trap 'rm -rf "${roots[@]}"' EXIT
 
 build() {
     local release=$1 image=localhost/clusternet-node:$1-systemd root start=$SECONDS
+    # An image is reused only when built from this package list (its label): one built
+    # before a package was added lacks it.
     if podman image exists "$image"; then
-        echo "image $image present, reused"
-        return 0
+        if [ "$(podman image inspect --format '{{index .Labels "clusternet.packages"}}' "$image")" = "$PACKAGES" ]; then
+            echo "image $image present, reused"
+            return 0
+        fi
+        podman rmi "$image" >/dev/null || { echo "image.sh: $image predates the package list and is in use: make lab-down first" >&2; exit 1; }
     fi
     root=$(mktemp -d /var/tmp/clusternet-rootfs.XXXXXX)
     roots+=("$root")
@@ -57,7 +63,7 @@ build() {
     printf '%s\n' "$WHOAMI_UNIT" > "$root/etc/systemd/system/clusternet-lab-whoami.service"
     ln -s ../clusternet-lab-whoami.service "$root/etc/systemd/system/multi-user.target.wants/clusternet-lab-whoami.service"
     echo "  [$release] importing the root filesystem into podman"
-    tar -C "$root" -c . | podman import --quiet - "$image" >/dev/null
+    tar -C "$root" -c . | podman import --quiet --change "LABEL clusternet.packages=$PACKAGES" - "$image" >/dev/null
     echo "image $image built in $((SECONDS - start)) s"
 }
 

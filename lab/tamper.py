@@ -3,7 +3,8 @@
 """Tamper with one lab node's host state as the field does, then wait for its reconcile
 (`lab.sh tamper NODE`, and the last step of `make lab`: lab/check.py --tamper NODE).
 
-Inside NODE's container, with the stock tools: our masquerade chain flushed (iptables -F),
+Inside NODE's container, with the stock tools: our masquerade chain flushed (iptables -F, or
+nft flush chain on the NAT backend nftables),
 one VIP's local route deleted, one entry of one of our sets removed (the first of the
 persisted ipset calls that has entries), kube-dummy-if flapped (down, up: the kernel
 re-adds its own routes to the VIPs). Then waits until clusternet-node-reconcile.service
@@ -20,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 UNIT = 'clusternet-node-reconcile.service'
 STATE = '/var/lib/clusternet-node/state.json'
 METRICS = '/var/lib/prometheus/node-exporter/clusternet_node.prom'
-CHAIN = 'CLUSTERNET-POSTRTG'
+FLUSH_MASQUERADE = {'iptables': 'iptables -w -t nat -F CLUSTERNET-POSTRTG', 'nftables': 'nft flush chain ip clusternet masq-postrouting'}
 VIP_DEV = 'kube-dummy-if'
 WAIT = 120  # seconds: several of the lab's reconcile intervals
 
@@ -39,25 +40,25 @@ def metrics(container):
                 for family in text_string_to_metric_families(text) for sample in family.samples)
 
 
-def tamper(container):
+def tamper(container, backend='iptables'):
     """The tampering, each step as a line of what was done."""
     calls = json.loads(sh(container, 'cat %s' % STATE))['calls']
     target = next(call['args'] for call in calls if call['module'] == 'ipset' and call['args'].get('entries'))
     entry = target['entries'][0]
     name = target['name'] if ':' not in entry else target.get('ipv6_name') or 'inet6:' + target['name']
     route = sh(container, 'ip -4 route show table local dev %s | head -n1' % VIP_DEV).strip()
-    done = ['iptables -w -t nat -F %s' % CHAIN, 'ip route del %s table local' % route, 'ipset del %s %s' % (name, entry),
+    done = [FLUSH_MASQUERADE[backend], 'ip route del %s table local' % route, 'ipset del %s %s' % (name, entry),
             'ip link set %s down' % VIP_DEV, 'ip link set %s up' % VIP_DEV]
     sh(container, ' && '.join(done))
     return done
 
 
-def run(container):
+def run(container, backend='iptables'):
     """{'done', 'journal', 'before', 'after', 'seconds'}: tamper, then the first reconcile that starts after it."""
     before = metrics(container)
     since = sh(container, 'date +%s').strip()
     started = time.monotonic()
-    done = tamper(container)
+    done = tamper(container, backend)
     deadline = started + WAIT
     after = before
     while time.monotonic() < deadline:

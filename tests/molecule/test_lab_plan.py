@@ -1,5 +1,5 @@
 """The lab's pure parts on exact data: labnet.plan (containers, addresses, routes from the
-intent) and hoststate's readers of `ipset save` / `iptables-save` text."""
+intent) and hoststate's readers of `ipset save` / `iptables-save` / `nft` output."""
 
 import os
 import sys
@@ -111,3 +111,73 @@ def test_nat_keeps_kernel_order_and_jumps_finds_only_jumps():
     assert hoststate.jumps(chains, 'POSTROUTING', 'CLUSTERNET-POSTRTG') == ['-m comment --comment "clusternet masq" -j CLUSTERNET-POSTRTG']
     assert [hoststate.without_comments(rule) for rule in chains['CLUSTERNET-POSTRTG']] == [
         '-s 10.42.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully']
+
+
+class Listed(object):
+    """A testinfra host whose nft prints fixed output: `nft -j list ...` the JSON, `nft list ...` the text;
+    rc 1 (no such table) when it has none."""
+
+    def __init__(self, json_text, text):
+        self.outputs = {True: json_text, False: text}
+
+    def run(self, cmd):
+        out = self.outputs[' -j ' in cmd]
+        return type('Result', (), {'rc': 0 if out else 1, 'stdout': out})()
+
+    def check_output(self, cmd):
+        return self.run(cmd).stdout
+
+
+NFT_JSON = (  # nft 1.0.6's `nft -j list table ip clusternet`, cut to one map, one set, two chains
+    '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, '
+    '{"table": {"family": "ip", "name": "clusternet", "handle": 2}}, '
+    '{"map": {"family": "ip", "name": "fip-dnat", "table": "clusternet", "type": "ipv4_addr", "handle": 1, "map": "ipv4_addr", '
+    '"elem": [["203.0.113.11", "10.244.2.10"]]}}, '
+    '{"set": {"family": "ip", "name": "masq-cluster", "table": "clusternet", "type": "ipv4_addr", "handle": 9, "flags": ["interval"], '
+    '"elem": [{"prefix": {"addr": "10.244.0.0", "len": 16}}, "10.99.0.1"]}}, '
+    '{"chain": {"family": "ip", "table": "clusternet", "name": "fip-prerouting", "handle": 3, "type": "nat", "hook": "prerouting", '
+    '"prio": -90, "policy": "accept"}}, '
+    '{"chain": {"family": "ip", "table": "clusternet", "name": "masq-postrouting", "handle": 11, "type": "nat", "hook": "postrouting", '
+    '"prio": 110, "policy": "accept"}}]}')
+# nft prints tabs; written here as \t (no tab characters in the source)
+NFT_TEXT = '''table ip clusternet {
+\tcomment "managed by clusternet.node"
+\tmap fip-dnat {
+\t\ttype ipv4_addr : ipv4_addr
+\t\telements = { 203.0.113.11 : 10.244.2.10 }
+\t}
+
+\tset masq-cluster {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 10.244.0.0/16, 10.99.0.1 }
+\t}
+
+\tchain fip-prerouting {
+\t\ttype nat hook prerouting priority dstnat + 10; policy accept;
+\t\tdnat to ip daddr map @fip-dnat
+\t}
+
+\tchain masq-postrouting {
+\t\ttype nat hook postrouting priority srcnat + 10; policy accept;
+\t\tmeta mark & 0x00004000 == 0x00004000 return
+\t\tip saddr @masq-cluster ip daddr != 224.0.0.0/4 masquerade fully-random
+\t}
+}
+'''
+
+
+def test_nft_reads_numeric_priorities_elements_and_rules_in_order():
+    assert hoststate.nft(Listed(NFT_JSON, NFT_TEXT), 'ipv4') == {
+        'chains': {
+            'fip-prerouting': {'hook': 'prerouting', 'priority': -90, 'rules': ['dnat to ip daddr map @fip-dnat']},
+            'masq-postrouting': {'hook': 'postrouting', 'priority': 110, 'rules': [
+                'meta mark & 0x00004000 == 0x00004000 return',
+                'ip saddr @masq-cluster ip daddr != 224.0.0.0/4 masquerade fully-random']},
+        },
+        'sets': {'fip-dnat': {'203.0.113.11 : 10.244.2.10'}, 'masq-cluster': {'10.244.0.0/16', '10.99.0.1'}},
+    }
+
+
+def test_nft_of_a_missing_table_is_none():
+    assert hoststate.nft(Listed('', ''), 'ipv6') is None

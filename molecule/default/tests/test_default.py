@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Verify the default scenario: the kernel state each node holds after converging
-molecule.yml's intent, written out here by hand, and real traffic through it."""
+molecule.yml's intent, written out here by hand, and real traffic through it. n3's
+masquerade and FIP are read from its nftables tables, the other nodes' from iptables."""
 
 import hoststate as hs
 import pytest
@@ -10,18 +11,25 @@ NODES = {  # inventory name: (container, IPv4 node IP, IPv6 node IP)
     'n1': ('cn-mol-def-n1', '192.168.60.11', 'fd00:60::11'),
     'n2': ('cn-mol-def-n2', '192.168.60.12', 'fd00:60::12'),
     'gw': ('cn-mol-def-gw', '192.168.60.13', 'fd00:60::13'),
+    'n3': ('cn-mol-def-n3', '192.168.60.14', 'fd00:60::14'),
 }
-PLATFORMS = {'n1': ('bookworm', 'nf_tables'), 'n2': ('trixie', 'nf_tables'), 'gw': ('trixie', 'legacy')}
+PLATFORMS = {'n1': ('bookworm', 'nf_tables'), 'n2': ('trixie', 'nf_tables'), 'gw': ('trixie', 'legacy'), 'n3': ('bookworm', 'nf_tables')}
+NFT_NODES = ('n3',)  # clusternet_nat_backend: nftables; the others keep the default, iptables
 OTHER_SAVE = {'nf_tables': 'iptables-legacy-save', 'legacy': 'iptables-nft-save'}
-POD_CIDRS = {'n1': ('10.244.1.0/24', 'fd10:244:0:1::/64'), 'n2': ('10.244.2.0/24', 'fd10:244:0:2::/64'), 'gw': ('10.244.3.0/24', 'fd10:244:0:3::/64')}
+POD_CIDRS = {'n1': ('10.244.1.0/24', 'fd10:244:0:1::/64'), 'n2': ('10.244.2.0/24', 'fd10:244:0:2::/64'),
+             'gw': ('10.244.3.0/24', 'fd10:244:0:3::/64'), 'n3': ('10.244.4.0/24', 'fd10:244:0:4::/64')}
 CLUSTER = {'ipv4': '10.244.0.0/16', 'ipv6': 'fd10:244::/56'}
 MULTICAST = {'ipv4': '224.0.0.0/4', 'ipv6': 'ff00::/8'}
 VIPS = {'ipv4': ['10.96.0.1', '10.96.0.20', '192.0.2.20'], 'ipv6': ['fd10:96::1', 'fd10:96::20', '2001:db8:2::20']}
 PODS = {  # pod container: (node, IPv4, IPv6)
     'cn-mol-def-pod-app-0': ('n1', '10.244.1.10', 'fd10:244:0:1::10'),
     'cn-mol-def-pod-app-1': ('n2', '10.244.2.10', 'fd10:244:0:2::10'),
+    'cn-mol-def-pod-app-2': ('n3', '10.244.4.10', 'fd10:244:0:4::10'),
 }
-FIPS = {'ipv4': ('203.0.113.10', '10.244.1.10'), 'ipv6': ('2001:db8:203::10', 'fd10:244:0:1::10')}
+FIPS = {  # gateway: {family: (external IP, internal IP, the pod behind it)}
+    'gw': {'ipv4': ('203.0.113.10', '10.244.1.10', 'cn-mol-def-pod-app-0'), 'ipv6': ('2001:db8:203::10', 'fd10:244:0:1::10', 'cn-mol-def-pod-app-0')},
+    'n3': {'ipv4': ('203.0.113.11', '10.244.2.10', 'cn-mol-def-pod-app-1'), 'ipv6': ('2001:db8:203::11', 'fd10:244:0:2::10', 'cn-mol-def-pod-app-1')},
+}
 OUTSIDE = {'ipv4': '192.168.60.100', 'ipv6': 'fd00:60::100'}
 FAMILIES = ('ipv4', 'ipv6')
 INDEX = {'ipv4': 1, 'ipv6': 2}
@@ -56,9 +64,15 @@ def test_each_node_runs_its_release_and_backend_and_our_rules_are_in_that_backen
     assert 'VERSION_CODENAME=%s' % release in box.check_output('cat /etc/os-release')
     for tool in ('iptables', 'ip6tables'):
         assert '(%s)' % backend in box.check_output('%s -V' % tool), (name, tool)
-    assert 'CLUSTERNET-POSTRTG' in box.check_output('iptables-save -t nat')
     # The other backend's nat table may not exist at all there: no rules of ours either way.
     assert 'CLUSTERNET' not in box.run('%s -t nat' % OTHER_SAVE[backend]).stdout, name
+    ours = [hs.nft(box, family) is not None for family in FAMILIES]
+    if name in NFT_NODES:
+        assert ours == [True, True], name
+        assert 'CLUSTERNET' not in box.check_output('iptables-save -t nat; ip6tables-save -t nat'), name
+    else:
+        assert ours == [False, False], name
+        assert 'CLUSTERNET-POSTRTG' in box.check_output('iptables-save -t nat')
 
 
 def test_each_family_set_holds_exactly_its_family(node):
@@ -84,8 +98,22 @@ def test_vips_have_one_local_route_sourced_from_the_node_ip(node):
 @pytest.mark.parametrize('family', FAMILIES)
 def test_masquerade_rules_in_flannel_order_with_one_jump(node, family):
     name, box = node
-    chains = hs.nat(box, family)
     cluster, pod = CLUSTER[family], POD_CIDRS[name][INDEX[family] - 1]
+    if name in NFT_NODES:
+        table, ip = hs.nft(box, family), 'ip' if family == 'ipv4' else 'ip6'
+        assert (table['sets']['masq-cluster'], table['sets']['masq-pod']) == ({cluster}, {pod})
+        chain = table['chains']['masq-postrouting']
+        assert (chain['hook'], chain['priority']) == ('postrouting', 110)
+        assert chain['rules'] == [rule.replace('ip ', ip + ' ') for rule in (
+            'meta mark & 0x00004000 == 0x00004000 return',
+            'ip saddr @masq-pod ip daddr @masq-cluster return',
+            'ip saddr @masq-cluster ip daddr @masq-pod return',
+            'ip saddr != @masq-cluster ip daddr @masq-pod return',
+            'ip saddr @masq-cluster ip daddr != %s masquerade fully-random' % MULTICAST[family],
+            'ip saddr != @masq-cluster ip daddr @masq-cluster masquerade fully-random',
+        )]
+        return
+    chains = hs.nat(box, family)
     assert [hs.without_comments(rule) for rule in chains['CLUSTERNET-POSTRTG']] == [
         '-m mark --mark 0x4000/0x4000 -j RETURN',
         '-s %s -d %s -j RETURN' % (pod, cluster),
@@ -100,11 +128,22 @@ def test_masquerade_rules_in_flannel_order_with_one_jump(node, family):
 @pytest.mark.parametrize('family', FAMILIES)
 def test_fip_rules_on_the_gateway_only(node, family):
     name, box = node
+    if name in NFT_NODES:
+        table, ip = hs.nft(box, family), 'ip' if family == 'ipv4' else 'ip6'
+        external, internal, _pod = FIPS[name][family]
+        assert (table['sets']['fip-dnat'], table['sets']['fip-snat']) == ({'%s : %s' % (external, internal)}, {'%s : %s' % (internal, external)})
+        assert dict((chain, (table['chains'][chain]['hook'], table['chains'][chain]['priority'], table['chains'][chain]['rules']))
+                    for chain in ('fip-prerouting', 'fip-output', 'fip-postrouting')) == {
+            'fip-prerouting': ('prerouting', -90, ['dnat to %s daddr map @fip-dnat' % ip]),
+            'fip-output': ('output', -90, ['dnat to %s daddr map @fip-dnat' % ip]),
+            'fip-postrouting': ('postrouting', 105, ['snat to %s saddr map @fip-snat' % ip]),
+        }
+        return
     chains = hs.nat(box, family)
-    if name != 'gw':
+    if name not in FIPS:
         assert not [chain for chain in chains if chain.startswith('CLUSTERNET-FIP')], name
         return
-    external, internal = FIPS[family]
+    external, internal, _pod = FIPS[name][family]
     bits = 32 if family == 'ipv4' else 128
     assert [hs.without_comments(r) for r in chains['CLUSTERNET-FIP-DNAT']] == ['-d %s/%d -j DNAT --to-destination %s' % (external, bits, internal)]
     assert [hs.without_comments(r) for r in chains['CLUSTERNET-FIP-SNAT']] == ['-s %s/%d -j SNAT --to-source %s' % (internal, bits, external)]
@@ -120,10 +159,11 @@ def test_node_reaches_its_own_ipv6_vip_from_its_node_ip(node):
 
 
 @pytest.mark.parametrize('family', FAMILIES)
-def test_outside_reaches_the_pod_behind_a_fip(family):
-    external, internal = FIPS[family]
+@pytest.mark.parametrize('gateway', sorted(FIPS))
+def test_outside_reaches_the_pod_behind_a_fip(gateway, family):
+    external, internal, pod = FIPS[gateway][family]
     answer = hs.ask(hs.box('cn-mol-def-outside'), external)
-    assert (answer.get('host'), answer.get('local')) == ('cn-mol-def-pod-app-0', internal), answer
+    assert (answer.get('host'), answer.get('local')) == (pod, internal), answer
 
 
 @pytest.mark.parametrize('family', FAMILIES)
