@@ -219,6 +219,23 @@ def test_nat_drift_is_per_rule_line_per_family():
     assert restore.managed_of('fip', {'diff': diff}) == {'ipv4': 2, 'ipv6': 0}
 
 
+def test_nft_drift_lines_name_the_object_not_an_extra_rule():
+    """A flushed masquerade chain on nftables: the reader's drift line is the drift, not an extra rule."""
+    masq = 'add rule ip clusternet masq-postrouting ip saddr @masq-cluster masquerade fully-random'
+    diff = {'before': '# ipv4\n# drift: missing rule masq-postrouting\n# drift: unexpected set stray\n'
+                      '# drift: chain masq-postrouting differs\n%s\n# ipv6\n' % masq,
+            'after': '# ipv4\n%s\n# ipv6\n' % masq}
+    assert restore.drift_of('masquerade', {'diff': diff}) == [
+        ('ipv4', 'missing', 'rule masq-postrouting'), ('ipv4', 'extra', 'set stray'), ('ipv4', 'different', 'chain masq-postrouting')]
+
+
+def test_summary_names_the_nftables_table_not_the_iptables_chain(monkeypatch):
+    monkeypatch.setattr(restore.AnsibleModule, 'params', {'chain': 'CLUSTERNET-POSTRTG'}, raising=False)
+    call = {'module': 'masquerade', 'args': {}}
+    assert restore.summary(call, {'changed': True, 'backend': 'nftables'}) == 'masquerade table clusternet: restored (changed)'
+    assert restore.summary(call, {'changed': False, 'backend': 'iptables'}) == 'masquerade CLUSTERNET-POSTRTG: already in place'
+
+
 def test_label_values_are_escaped_for_the_text_format():
     text = restore.render_metrics(1.5, True, True, {('ip"set', 'a\\b\nc'): 1}, {}, {'repairs': {}, 'failures': {}})
     families = {family.name: family for family in text_string_to_metric_families(text)}

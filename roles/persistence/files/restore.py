@@ -416,7 +416,9 @@ def wait_for(addresses, timeout, clock=time.monotonic, sleep=time.sleep, present
 
 def summary(call, result, changed='restored (changed)', unchanged='already in place'):
     params = dict(call['args'], **AnsibleModule.params)  # with the module's defaults (interface, chain)
-    what = params.get('name') or params.get('interface') or params.get('chain') or ''
+    # masquerade's chain option means nothing on nftables: name the table the module ran on there.
+    chain = 'table clusternet' if result.get('backend') == 'nftables' else params.get('chain')
+    what = params.get('name') or params.get('interface') or chain or ''
     head = '%s%s' % (call['module'], ' ' + what if what else '')
     if result.get('failed'):
         return '%s: FAILED: %s' % (head, result.get('msg'))
@@ -543,11 +545,28 @@ def _vip_drift(result, diff):
     return out
 
 
+# The nftables backend's before view starts with what its reader found different from what the
+# module writes, one '# drift: ' line per object (nft.parse_table): 'missing rule CHAIN' when a
+# chain's rules were flushed, 'unexpected set X', 'rule CHAIN differs'.
+NFT_DRIFT = '# drift: '
+NFT_DRIFT_KINDS = (('missing ', 'missing', ''), ('unexpected ', 'extra', ''), ('', 'different', ' differs'))
+
+
+def _nft_drift(family, text):
+    """(family, missing|extra|different, object) of one '# drift: ' line's text."""
+    for prefix, kind, suffix in NFT_DRIFT_KINDS:
+        if text.startswith(prefix) and text.endswith(suffix):
+            return (family, kind, text[len(prefix):len(text) - len(suffix)])
+    return (family, 'different', text)
+
+
 def _nat_drift(_result, diff):
     before, after = diff_sections(diff.get('before')), diff_sections(diff.get('after'))
     out = []
     for family in FAMILY_NAMES:
-        out += _changed_lines(family, before.get(family, []), after.get(family, []), 'rule')
+        found = [line for line in before.get(family, []) if line.startswith(NFT_DRIFT)]
+        out += [_nft_drift(family, line[len(NFT_DRIFT):]) for line in found]
+        out += _changed_lines(family, [line for line in before.get(family, []) if line not in found], after.get(family, []), 'rule')
     return out
 
 
