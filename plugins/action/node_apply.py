@@ -103,6 +103,10 @@ class ActionModule(ActionBase):
         for module, label, module_args in calls:
             out = self._call(module, module_args, task_vars, check=True)
             checked.append(out)
+            if module_args.get('backend') == 'auto' and out.get('backend'):
+                # The real run and the persisted call keep the backend the check chose: at boot,
+                # before kube-proxy has made its tables, auto could choose the other one.
+                module_args['backend'] = out['backend']
             if out.get('failed'):
                 # Nothing was written: the check runs' changed says only what would change.
                 return self._failed(result, [(module, label, dict(out, changed=False))], 'nothing (checked before any write)')

@@ -25,10 +25,22 @@ options:
         105 and the masquerade at 110 in C(postrouting). kube-proxy's nftables mode, Flannel and iptables-nft hook at -100 (dstnat)
         and 100 (srcnat), so their NAT takes effect first: a kube-proxy service DNAT wins over a FIP, kube-proxy's
         mark-0x4000 masquerade over the FIP SNAT, and a FIP's SNAT over the masquerade."
-      - Moving between backends does not remove the other backend's rules yet (run O(state=absent) with the old backend first),
-        and O(purge_other_backend) is refused with V(nftables).
+      - "V(auto) chooses V(nftables) where kube-proxy's nftables tables (C(ip kube-proxy) or C(ip6 kube-proxy)) exist or
+        the iptables tools are not installed, V(iptables) otherwise, on every run; RV(backend) says which one ran."
+      - "Switching backend migrates in the same run: after writing the module's rules on the chosen backend, the run removes
+        what the module holds on the other one, as O(state=absent) there would (and the same refusals stop the run before
+        its first write). From iptables: its chains, their commented jumps and its commented rules, in both families and
+        in both iptables backends (legacy and nft); foreign rules stay. From nftables: its half of C(ip clusternet) and
+        C(ip6 clusternet) (the other module's half stays; a table left empty is deleted). RV(migrated) and diff mode show
+        it; a second run changes nothing. Conntrack entries are not flushed by the migration, so a FIP removed or remapped
+        in the very run that switches keeps its established flows. M(clusternet.node.fip) refuses a switch that would remove
+        there a FIP it neither lists nor removes (C(exclusive=false) or C(state=absent)): it would be lost, not moved."
+      - The other backend is read only where it can hold something (iptables tools installed and a nat table, or one of
+        our nftables tables listed by C(nft list tables)).
+      - O(purge_other_backend) is refused with V(nftables), which removes this module's rules from both iptables backends by
+        itself.
     type: str
-    choices: [iptables, nftables]
+    choices: [iptables, nftables, auto]
     default: iptables
     version_added: 0.2.0
 '''

@@ -24,7 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.clusternet.node.plugins.module_utils import conntrack, engine, fip_gateway
+from ansible_collections.clusternet.node.plugins.module_utils import conntrack, fip_gateway
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.engine import EngineError, Plan, Step
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, family_of_version, find_duplicate, parse_address, parse_unicast
@@ -396,9 +396,7 @@ class Engine(object):
 
 
 def run(module, kernel=None):
-    """The module's result (engine.run over the real iptables and conntrack, or kernel)."""
-    if module.params.get('backend') == 'nftables':
-        # Imported here: nat_nft builds on this module's validation.
-        from ansible_collections.clusternet.node.plugins.module_utils import nat_nft
-        return engine.run(module, nat_nft.FipEngine(), kernel or nat_nft.Kernel(module))
-    return engine.run(module, Engine(), kernel or Kernel(module))
+    """The module's result: nat_backend.run over this engine and the nftables one (or kernel)."""
+    # Imported here: nat_backend builds on this module.
+    from ansible_collections.clusternet.node.plugins.module_utils import nat_backend
+    return nat_backend.run(module, 'fip', kernel)

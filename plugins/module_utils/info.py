@@ -12,9 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.clusternet.node.plugins.module_utils import engine, fip, ipset, netlink
+from ansible_collections.clusternet.node.plugins.module_utils import engine, fip, ipset, netlink, nft
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
-from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError
+from ansible_collections.clusternet.node.plugins.module_utils import masquerade as masq
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES, IPV4, IPV6
 from ansible_collections.clusternet.node.plugins.module_utils.netlink import RTN_LOCAL, TABLE_LOCAL
 from ansible_collections.clusternet.node.plugins.module_utils.vip import MARKER, managed_addresses
@@ -85,13 +85,125 @@ def masquerade_rules(table):
                 if chain.startswith(CHAIN_PREFIX) and chain not in FIP_CHAINS)
 
 
+def masquerade_chains(tables, fip_chains):
+    """The masquerade chains in {family: Table}, in name order: every CLUSTERNET- chain but the
+    FIP ones (the fip module's defaults and fip_chains) and any chain that starts with masquerade's mark."""
+    mark = ipt.mark_rule(masq.MARK)
+    return sorted(set(chain for table in tables.values() for chain, rules in table.rules.items()
+                      if (chain.startswith(CHAIN_PREFIX) and chain not in FIP_CHAINS + tuple(fip_chains)) or rules[:1] == [mark]))
+
+
+def masquerade_options(tables, chain):
+    """The masquerade module's options that write `chain` as it is in {family: Table}: the
+    comment its rules (or its jump) carry, the CIDRs (masquerade.held), the skip mark of its
+    mark RETURN rule and whether its MASQUERADE rules are --random-fully (in every family)."""
+    mark = ipt.mark_rule(masq.MARK)
+    rules = [rule for family in FAMILIES for rule in tables[family].chain_rules(chain) if rule != mark]
+    jumps = [rule for family in FAMILIES for parent, rule in tables[family].jumps_to(chain) if parent == masq.PARENT]
+    comment = next((rule.comment for rule in rules + jumps if rule.comment), masq.MARK)
+    skip_mark = next((rule.value('--mark') for rule in rules if rule.target == 'RETURN' and rule.value('--mark')), None)
+    masquerades = [rule for rule in rules if rule.target == 'MASQUERADE']
+    options = {'backend': 'iptables', 'chain': chain, 'comment': comment, 'cluster_cidrs': [], 'pod_cidrs': [],
+               'skip_mark': skip_mark or '',
+               'random_fully': bool(masquerades) and all('--random-fully' in rule.tokens for rule in masquerades)}
+    for family in FAMILIES:
+        for key, cidrs in masq.held(tables[family], chain).items():
+            options[key].extend(cidrs)
+    return options
+
+
+def masquerade_drift(tables, options):
+    """Why the masquerade module given options would change tables (one reason per family), [] when it would not."""
+    params = dict(options, state='present', allow_foreign_chain=False, purge_other_backend=False)
+    try:
+        intent = masq.build_intent(params)
+    except ValueError as exc:
+        return ['chain %s: %s' % (options['chain'], exc)]
+    drift = []
+    for family in FAMILIES:
+        table = tables[family]
+        rules = masq.desired_rules(family, intent.clusters[family], intent.pods[family], intent.comment, intent.skip_mark, intent.random_fully)
+        try:
+            masq.refuse_foreign(table, intent)
+            if masq.plan_family(table, intent.chain, rules, intent.comment):
+                drift.append('%s: the masquerade module would rewrite chain %s (it is not as that module writes it)' % (family, intent.chain))
+        except ValueError as exc:
+            drift.append('%s: %s' % (family, exc))
+    return drift
+
+
 def floating_ips(tables):
-    """[{external_ip, internal_ip}] (the fip module's option) from {family: Table}, sorted."""
+    """[{external_ip, internal_ip}] (the fip module's option) from {family: Table}, sorted: every
+    FIP with an internal IP, a half one (half_fips) too, so that fed back it is completed."""
     found = []
     for family in FAMILIES:
         for external, held in fip.find_fips(tables[family]).items():
             found.append({'external_ip': str(external), 'internal_ip': None if held.internal is None else str(held.internal)})
     return sorted(found, key=lambda item: item['external_ip'])
+
+
+def fip_chains(tables):
+    """(dnat_chain, snat_chain): the chains that hold the FIPs' DNAT and SNAT rules (the most
+    used of each, by name on a tie), the fip module's defaults where there is none."""
+    counts = {'DNAT': {}, 'SNAT': {}}
+    for family in FAMILIES:
+        for held in fip.find_fips(tables[family]).values():
+            for chain, rule in held.rules:
+                if rule.target in counts:
+                    counts[rule.target][chain] = counts[rule.target].get(chain, 0) + 1
+    return tuple(min(counts[kind], key=lambda chain: (-counts[kind][chain], chain)) if counts[kind] else default
+                 for kind, default in (('DNAT', FIP_CHAINS[0]), ('SNAT', FIP_CHAINS[1])))
+
+
+def half_fips(tables):
+    """[{external_ip, internal_ip, missing}] of the FIPs that lack their DNAT or their SNAT rule
+    (missing: 'dnat' or 'snat'), by external IP."""
+    halves = []
+    for family in FAMILIES:
+        for external, held in sorted(fip.find_fips(tables[family]).items()):
+            targets = [rule.target for _chain, rule in held.rules]
+            missing = [kind.lower() for kind in ('DNAT', 'SNAT') if kind not in targets]
+            if missing:
+                halves.append({'external_ip': str(external), 'internal_ip': None if held.internal is None else str(held.internal),
+                               'missing': missing[0]})
+    return halves
+
+
+def fip_drift(tables, options):
+    """Why the fip module given options would change tables (one reason per family), [] when it would not."""
+    drift = []
+    try:
+        wanted = fip.validate(options['floating_ips'], 'present', options['dnat_chain'], options['snat_chain'])
+    except ValueError as exc:
+        return ['floating IPs: %s' % exc]
+    for family in FAMILIES:
+        try:
+            owned = fip.own(tables[family], options['dnat_chain'], options['snat_chain'])
+            if fip.plan(owned, wanted[family], 'present', True, options['dnat_chain'], options['snat_chain']).transaction:
+                drift.append('%s: the fip module would rewrite chains %s and %s (a half floating IP is completed, '
+                             'a stray rule removed)' % (family, options['dnat_chain'], options['snat_chain']))
+        except ValueError as exc:
+            drift.append('%s: %s' % (family, exc))
+    return drift
+
+
+def nft_options(nft_tables):
+    """(masquerade options or None, fip options or None, drift): the masquerade and fip modules'
+    options (backend nftables) that write our nft tables ({family: nft.Table}) as they are."""
+    read = dict((family, table.options()) for family, table in nft_tables.items())
+    drift = ['%s nftables table: %s' % (family, item) for family, table in sorted(nft_tables.items()) for item in table.drift]
+    halves = [read[family]['masquerade'] for family in sorted(read) if read[family]['masquerade']]
+    masquerade = None
+    if halves:
+        masquerade = {'backend': 'nftables', 'cluster_cidrs': [], 'pod_cidrs': [],
+                      'skip_mark': halves[0]['skip_mark'], 'random_fully': halves[0]['random_fully']}
+        for half in halves:
+            masquerade['cluster_cidrs'] += half['cluster_cidrs']
+            masquerade['pod_cidrs'] += half['pod_cidrs']
+            if (half['skip_mark'], half['random_fully']) != (masquerade['skip_mark'], masquerade['random_fully']):
+                drift.append('the nftables masquerade differs between the families in skip_mark or random_fully')
+    fips = [item for family in sorted(read) for item in read[family]['floating_ips']]
+    return masquerade, {'backend': 'nftables', 'floating_ips': fips} if fips else None, drift
 
 
 def vips_of(links, addresses, routes, interface):
@@ -132,26 +244,30 @@ def other_backend(tables, others):
 
 # --- kernel I/O ---------------------------------------------------------------
 
-def read_links_addresses_routes():
-    if not netlink.HAS_PYROUTE2:
-        netlink.missing_pyroute2()
+def read_nft(module, nft_kernel):
+    """{family: nft.Table} of our nftables tables, {} where nft is not installed or too old to
+    read them (with a warning: the modules' nftables backend refuses that nft too)."""
     try:
-        ipr = netlink.IPRoute()
-        try:
-            return (netlink.read_links(ipr),) + tuple(netlink.read_state(ipr))
-        finally:
-            ipr.close()
-    except (netlink.NetlinkError, OSError) as exc:
-        raise KernelError('reading links, addresses and routes over netlink failed: %s' % exc) from None
+        if nft_kernel is None:
+            path = module.get_bin_path('nft')
+            if not path:
+                return {}
+            nft_kernel = nft.NftKernel(module.run_command, path)
+        nft_kernel.preflight()
+        return dict((family, nft.parse_table(family, nft_kernel.read(family))) for family in FAMILIES)
+    except nft.NftError as exc:
+        module.warn('the nftables backend was not read: %s' % exc)
+        return {}
 
 
-def run(module, iptables=None, ipsets=None):
-    """The facts of the subsets asked for; never changes anything. iptables, ipsets: the NAT
-    engines' and the ipset engine's kernel objects (ipt.Kernel, ipset.Kernel of module unless given)."""
-    return engine.report(module, lambda: gather(module, iptables, ipsets))
+def run(module, iptables=None, ipsets=None, links=None, nft_kernel=None):
+    """The facts of the subsets asked for; never changes anything. The kernel objects of the
+    engines, the module's own unless given: iptables (ipt.Kernel), ipsets (ipset.Kernel), links
+    (netlink.Kernel), nft_kernel (nft.NftKernel; the nftables backend is left unread without nft)."""
+    return engine.report(module, lambda: gather(module, iptables, ipsets, links, nft_kernel))
 
 
-def gather(module, iptables, ipsets):
+def gather(module, iptables, ipsets, links, nft_kernel):
     subsets = module.params['gather_subset']
     if 'all' in subsets:
         subsets = SUBSETS
@@ -163,15 +279,50 @@ def gather(module, iptables, ipsets):
         if unmanageable:
             facts['unmanageable_ipsets'] = unmanageable
     if 'vips' in subsets:
-        links, addresses, routes = read_links_addresses_routes()
-        facts['vips'] = vips_of(links, addresses, routes, module.params['interface'])
+        if links is None and not netlink.HAS_PYROUTE2:
+            netlink.missing_pyroute2()
+        kernel = links or netlink.Kernel(module)  # the vip engine's reader
+        try:
+            addresses, routes = kernel.state()
+            facts['vips'] = vips_of(kernel.links(), addresses, routes, module.params['interface'])
+        finally:
+            kernel.close()
     if 'masquerade' in subsets or 'floating_ips' in subsets:
-        seen = ipt.read(iptables or ipt.Kernel(module), fip.TABLE)  # the NAT engines' reader
-        tables = dict((family, seen[family].table) for family in FAMILIES)
-        others = dict((family, seen[family].other) for family in FAMILIES)
-        if 'masquerade' in subsets:
-            facts['masquerade'] = dict((family, masquerade_rules(tables[family])) for family in FAMILIES)
-        if 'floating_ips' in subsets:
-            facts['floating_ips'] = floating_ips(tables)
-        facts['other_backend'] = other_backend(tables, others)
+        facts.update(nat_facts(module, subsets, iptables, nft_kernel))
     return {'changed': False, 'clusternet_node': facts}
+
+
+def nat_facts(module, subsets, iptables, nft_kernel):
+    """The masquerade and floating_ips subsets, from both backends: the iptables nat tables
+    (the NAT engines' reader) and our nftables tables."""
+    seen = ipt.read(iptables or ipt.Kernel(module), fip.TABLE)
+    tables = dict((family, seen[family].table) for family in FAMILIES)
+    others = dict((family, seen[family].other) for family in FAMILIES)
+    nft_masquerade, nft_fips, nft_drift = nft_options(read_nft(module, nft_kernel))
+    facts = {'other_backend': other_backend(tables, others)}
+    backends, drift = {}, list(nft_drift)
+    dnat_chain, snat_chain = fip_chains(tables)
+    if 'masquerade' in subsets:
+        facts['masquerade'] = dict((family, masquerade_rules(tables[family])) for family in FAMILIES)
+        args = [masquerade_options(tables, chain) for chain in masquerade_chains(tables, (dnat_chain, snat_chain))]
+        for options in args:
+            drift.extend(masquerade_drift(tables, options))
+        facts['masquerade_args'] = args + ([nft_masquerade] if nft_masquerade else [])
+        backends['masquerade'] = sorted(set(options['backend'] for options in facts['masquerade_args']))
+    if 'floating_ips' in subsets:
+        facts['floating_ips'] = floating_ips(tables)
+        facts['half_floating_ips'] = half_fips(tables)
+        args = [{'backend': 'iptables', 'dnat_chain': dnat_chain, 'snat_chain': snat_chain, 'floating_ips': facts['floating_ips']}]
+        if facts['floating_ips']:
+            drift.extend(fip_drift(tables, args[0]))
+        else:
+            args = []
+        facts['floating_ip_args'] = args + ([nft_fips] if nft_fips else [])
+        backends['floating_ips'] = sorted(set(options['backend'] for options in facts['floating_ip_args']))
+    facts['nat_backends'] = backends
+    facts['nat_drift'] = drift
+    both = [subset for subset, names in sorted(backends.items()) if len(names) > 1]
+    if both:
+        module.warn('both iptables and nftables hold this collection\'s %s: both apply to packets; '
+                    'remove one (the module\'s state=absent with that backend)' % ' and '.join(both))
+    return facts

@@ -299,10 +299,10 @@ class Transaction(object):
         """Delete one rule of chain equal to rule (the whole transaction fails when there is none)."""
         self._queue('-D %s %s', chain, rule)
 
-    def jump(self, parent, chain, comment):
-        """Insert the jump from parent to chain first in parent."""
+    def jump(self, parent, chain, comment, position=1):
+        """Insert the jump from parent to chain at position (1: first) in parent."""
         self._check(chain)
-        self._queue('-I %s 1 %s', parent, jump_rule(chain, comment))
+        self._queue('-I %%s %d %%s' % position, parent, jump_rule(chain, comment))
 
     def destroy(self, chain):
         """Delete chain: it must be empty and unreferenced when the transaction commits."""
@@ -331,10 +331,12 @@ def our_jumps(table, chain, comment, parents=None):
             if rule.comment == comment and (parents is None or parent in parents)]
 
 
-def reconcile_chain(transaction, table, chain, desired, parents, comment=None):
+def reconcile_chain(transaction, table, chain, desired, parents, comment=None, after=None):
     """Queue what makes `chain` hold exactly `desired` (Rules, in order) and be jumped to
-    exactly once by our jump (the one carrying comment) from each chain in `parents` (inserted
-    first when missing). Jumps to chain without that comment are someone else's: left alone.
+    exactly once by our jump (the one carrying comment) from each chain in `parents`: inserted
+    first when missing, or, given the predicate `after`, right after the last rule of the parent
+    it matches (moved there when it sits before one). Jumps to chain without that comment are
+    someone else's: left alone.
 
     When the chain's content differs in any way (missing, extra, duplicated or
     reordered rules) it is redeclared, which iptables-restore --noflush applies as an
@@ -347,11 +349,15 @@ def reconcile_chain(transaction, table, chain, desired, parents, comment=None):
     jump = jump_rule(chain, comment)
     for parent in parents:
         existing = [rule for _parent, rule in our_jumps(table, chain, comment, (parent,))]
-        if rules_equal(existing, [jump]):
+        rules = table.chain_rules(parent)
+        if rules_equal(existing, [jump]) and not (after and any(after(rule) for rule in rules[rules.index(existing[0]) + 1:])):
             continue
         for rule in existing:
             transaction.delete(parent, rule)
-        transaction.jump(parent, chain, comment)
+        # Positions once the deletions above are applied (they come first in the transaction).
+        kept = [rule for rule in rules if not any(rule is ours for ours in existing)]
+        position = 1 + max([index + 1 for index, rule in enumerate(kept) if after and after(rule)] or [0])
+        transaction.jump(parent, chain, comment, position)
 
 
 def referenced_by(table, chain, comment):

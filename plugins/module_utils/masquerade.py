@@ -23,7 +23,6 @@ __metaclass__ = type
 import ipaddress
 import re
 
-from ansible_collections.clusternet.node.plugins.module_utils import engine
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils.engine import Plan
 from ansible_collections.clusternet.node.plugins.module_utils.families import (
@@ -39,6 +38,7 @@ PARENT = 'POSTROUTING'
 # Printable ASCII without quotes or backslashes, at most 255 characters (xt_comment keeps 256 bytes with the NUL).
 COMMENT_RE = re.compile(r'^[ !#-&(-\[\]-~]{1,255}$')
 # fip finds its rules by this comment prefix anywhere in the table: a masquerade comment of that form would be taken for a FIP.
+# It is also fip's jump comment: our jump in POSTROUTING goes after fip's SNAT jump.
 FIP_COMMENT = 'clusternet fip'
 # The comment of the no-op first rule that marks a chain as created by this module (iptables.mark_rule).
 MARK = 'clusternet.node masquerade chain'
@@ -163,7 +163,9 @@ def plan_family(table, chain, rules, comment):
     ValueError when the chain is to go but a foreign rule still jumps to it."""
     transaction = ipt.Transaction(TABLE)
     if rules:
-        ipt.reconcile_chain(transaction, table, chain, [ipt.mark_rule(MARK)] + rules, [PARENT], comment)
+        # Our jump follows the fip module's SNAT jump: a FIP's pod leaves with its FIP, not the node's address.
+        ipt.reconcile_chain(transaction, table, chain, [ipt.mark_rule(MARK)] + rules, [PARENT], comment,
+                            after=lambda rule: rule.comment == FIP_COMMENT)
     else:
         ipt.remove_chain(transaction, table, chain, comment)
     return transaction
@@ -298,9 +300,7 @@ class Engine(object):
 
 
 def run(module, kernel=None):
-    """The module's result (engine.run over the real iptables, or kernel)."""
-    if module.params.get('backend') == 'nftables':
-        # Imported here: nat_nft builds on this module's validation.
-        from ansible_collections.clusternet.node.plugins.module_utils import nat_nft
-        return engine.run(module, nat_nft.MasqueradeEngine(), kernel or nat_nft.Kernel(module))
-    return engine.run(module, Engine(), kernel or ipt.Kernel(module))
+    """The module's result: nat_backend.run over this engine and the nftables one (or kernel)."""
+    # Imported here: nat_backend builds on this module.
+    from ansible_collections.clusternet.node.plugins.module_utils import nat_backend
+    return nat_backend.run(module, 'masquerade', kernel)

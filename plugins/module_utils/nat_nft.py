@@ -19,11 +19,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.clusternet.node.plugins.module_utils import fip, fip_gateway, nft
+from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils import masquerade as masq
 from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError, Plan, Step
 from ansible_collections.clusternet.node.plugins.module_utils.families import FAMILIES
 
-NO_PURGE = 'purge_other_backend is not supported with backend nftables yet (moving between backends is a later step)'
+NO_PURGE = ('purge_other_backend is not supported with backend nftables: a run on nftables removes this module\'s rules '
+            'from both iptables backends by itself')
 
 
 class Kernel(fip.Kernel):
@@ -34,17 +36,29 @@ class Kernel(fip.Kernel):
         super(Kernel, self).__init__(module)
         self.nft = nft_kernel
 
+    def _nft(self):
+        """The NftKernel, or None where nft is not installed."""
+        if self.nft is None:
+            path = self.module.get_bin_path('nft')
+            self.nft = nft.NftKernel(self.module.run_command, path) if path else None
+        return self.nft
+
     def preflight(self):
         try:
-            if self.nft is None:
-                path = self.module.get_bin_path('nft')
-                if not path:
-                    raise nft.NftError('nft is not installed: backend nftables needs the nftables package (nft >= %s)'
-                                       % '.'.join(map(str, nft.MIN_VERSION)))
-                self.nft = nft.NftKernel(self.module.run_command, path)
+            if self._nft() is None:
+                raise nft.NftError('nft is not installed: backend nftables needs the nftables package (nft >= %s)'
+                                   % '.'.join(map(str, nft.MIN_VERSION)))
             return self.nft.preflight()
         except nft.NftError as exc:
             raise KernelError(str(exc)) from None
+
+    def nft_tables(self):
+        """{(family, name)} of every nftables table; empty where nft is missing (nat_backend's question)."""
+        return self.nft.tables() if self._nft() is not None else frozenset()
+
+    def has_iptables(self):
+        """Whether every tool the iptables engines run is installed."""
+        return all(self.has_tool('%s-%s' % (prefix, kind)) for prefix in ipt.TOOL_PREFIX.values() for kind in ('save', 'restore'))
 
     def table(self, family):
         """The family's table as read (nft.Table; absent: present False)."""

@@ -581,6 +581,11 @@ def _has_table(text):
         return True  # unreadable: do not take it for an absent table
 
 
+def parse_tables(text):
+    """{(family, name)} from `nft list tables` ("table ip kube-proxy" per line)."""
+    return frozenset(tuple(line.split()[1:3]) for line in (text or '').splitlines() if len(line.split()) == 3 and line.split()[0] == 'table')
+
+
 def parse_version(text):
     match = re.search(r'\bv(\d+)\.(\d+)(?:\.(\d+))?', text or '')
     if not match:
@@ -608,6 +613,15 @@ class NftKernel(object):
             raise NftError('nft %s is too old: the nftables backend needs nft >= %s' % (
                 '.'.join(map(str, version)), '.'.join(map(str, MIN_VERSION))))
         return version
+
+    def tables(self):
+        """Every table of every family, as parse_tables reads them; frozenset() when nft cannot list
+        them (no nf_tables in this kernel): none can hold anything then. Works on any nft version."""
+        try:
+            rc, out, _err = self.run([self.nft, 'list', 'tables'])
+        except OSError:
+            return frozenset()
+        return parse_tables(out) if rc == 0 else frozenset()
 
     def read(self, family):
         """`nft -j list table` text, or None when the table does not exist."""

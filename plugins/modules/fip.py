@@ -213,6 +213,28 @@ ipv6:
   returned: always
   type: dict
   contains: *family_result
+backend:
+  description: The backend the run used, V(iptables) or V(nftables) (what O(backend=auto) chose).
+  returned: always
+  type: str
+  sample: iptables
+migrated:
+  description:
+    - What the run removed (would remove, in check mode) of this module from the other backend, after a switch of O(backend).
+      C(ipv4) and C(ipv6) hold the other backend's own result keys (payload, applied, ...), as a run there would report them.
+  returned: when the other backend held something of this module
+  type: dict
+  contains:
+    backend:
+      description: The other backend, V(iptables) or V(nftables).
+      type: str
+      sample: iptables
+    ipv4:
+      description: The IPv4 part of the removal.
+      type: dict
+    ipv6:
+      description: The IPv6 part of the removal.
+      type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -232,7 +254,7 @@ def main():
             flush_conntrack=dict(type='bool', default=True),
             allow_foreign_chain=dict(type='bool', default=False),
             purge_other_backend=dict(type='bool', default=False),
-            backend=dict(type='str', choices=['iptables', 'nftables'], default='iptables'),
+            backend=dict(type='str', choices=['iptables', 'nftables', 'auto'], default='iptables'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
         ),
         supports_check_mode=True,

@@ -12,6 +12,8 @@ short_description: Masquerade pod traffic leaving the cluster, per address famil
 description:
   - Keeps Flannel's masquerade rule set in a chain of its own in the C(nat) table, jumped to
     exactly once from C(POSTROUTING), for every family (IPv4, IPv6) that has a cluster CIDR.
+  - The jump is inserted first in C(POSTROUTING), but after M(clusternet.node.fip)'s SNAT jump
+    (and moved there when found before it), so a floating IP's pod leaves with its floating IP.
   - "Rules per family, every one commented, in this order: first the chain's mark
     C(-m comment --comment \"clusternet.node masquerade chain\") (no target: a no-op); C(-m mark --mark SKIP_MARK -j RETURN);
     for each cluster CIDR in address order and each pod CIDR in address order
@@ -195,6 +197,28 @@ ipv6:
   description: The same keys as RV(ipv4), for the IPv6 nat table (ip6tables).
   returned: always
   type: dict
+backend:
+  description: The backend the run used, V(iptables) or V(nftables) (what O(backend=auto) chose).
+  returned: always
+  type: str
+  sample: iptables
+migrated:
+  description:
+    - What the run removed (would remove, in check mode) of this module from the other backend, after a switch of O(backend).
+      C(ipv4) and C(ipv6) hold the other backend's own result keys (payload, applied, ...), as a run there would report them.
+  returned: when the other backend held something of this module
+  type: dict
+  contains:
+    backend:
+      description: The other backend, V(iptables) or V(nftables).
+      type: str
+      sample: iptables
+    ipv4:
+      description: The IPv4 part of the removal.
+      type: dict
+    ipv6:
+      description: The IPv6 part of the removal.
+      type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -212,7 +236,7 @@ def main():
             skip_mark=dict(type='str', default='0x4000/0x4000'),
             allow_foreign_chain=dict(type='bool', default=False),
             purge_other_backend=dict(type='bool', default=False),
-            backend=dict(type='str', choices=['iptables', 'nftables'], default='iptables'),
+            backend=dict(type='str', choices=['iptables', 'nftables', 'auto'], default='iptables'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
         ),
         supports_check_mode=True,

@@ -22,6 +22,8 @@ description:
     nothing), in that order; the first refusal fails the node with nothing changed. Only then do the calls that would
     change something run for real, in the same order; a call whose check run changes nothing is not run again.
     A failure names the module and what the modules before it changed.
+  - A C(backend) of V(auto) for M(clusternet.node.masquerade) or M(clusternet.node.fip) is resolved by the check run; the
+    real run and the O(persist) file use the backend it chose.
   - The P(clusternet.node.node_network#role) role is the usual way to run it.
 version_added: 0.2.0
 author: clusternet maintainers (@clusternet)

@@ -11,18 +11,24 @@ module: node_info
 short_description: Read the data-plane state this collection manages on a node
 description:
   - Returns what the node holds, in the shape the modules take, so that a fact fed back to its module
-    changes nothing (a round trip). RV(clusternet_node.ipsets) and RV(clusternet_node.floating_ips) are the
-    modules' arguments as they are; RV(clusternet_node.vips) holds the vip module's (see its description).
+    changes nothing (a round trip). Each item of RV(clusternet_node.ipsets), RV(clusternet_node.masquerade_args) and
+    RV(clusternet_node.floating_ip_args) is the arguments of its module as they are; RV(clusternet_node.vips) holds the
+    vip module's (see its description).
+  - A state no module writes is reported as such, never as a whole one, and its arguments repair it (they do not
+    round-trip); RV(clusternet_node.nat_drift) names what they would rewrite, and RV(clusternet_node.half_floating_ips)
+    the floating IPs with only their DNAT or only their SNAT rule.
   - Each subset costs the one dump its module reads, C(ipset save), C(iptables-save -t nat) and
-    C(ip6tables-save -t nat), or one netlink dump each of links, addresses and routes (per family).
+    C(ip6tables-save -t nat) plus C(nft -j list table) of C(ip clusternet) and C(ip6 clusternet) (when C(nft) is
+    installed), or one netlink dump each of links, addresses and routes (per family).
   - Also reports this collection's chains left in the iptables backend the active tools do not use
-    (see O(clusternet.node.fip#module:purge_other_backend)).
+    (see O(clusternet.node.fip#module:purge_other_backend)), and warns when both backends (iptables and
+    nftables) hold masquerade or floating IPs of this collection.
   - Never writes and takes no lock.
 version_added: 0.2.0
 author: clusternet maintainers (@clusternet)
 requirements:
   - the C(ipset) command for the C(ipsets) subset
-  - iptables and ip6tables for C(masquerade) and C(floating_ips)
+  - iptables and ip6tables for C(masquerade) and C(floating_ips); nft >= 1.0.1 to read the nftables backend too
   - the Python library pyroute2 on the managed node for C(vips)
 options:
   gather_subset:
@@ -69,9 +75,13 @@ EXAMPLES = r'''
     addresses: "{{ node.clusternet_node.vips.addresses }}"
     node_ips: "{{ node.clusternet_node.vips.node_ips }}"
 
-- name: Put the FIPs back exactly as read (changes nothing)
-  clusternet.node.fip:
-    floating_ips: "{{ node.clusternet_node.floating_ips }}"
+- name: Put the FIPs back exactly as read, chains and backend included (changes nothing)
+  clusternet.node.fip: "{{ item }}"
+  loop: "{{ node.clusternet_node.floating_ip_args }}"
+
+- name: Put the masquerade back exactly as read (changes nothing)
+  clusternet.node.masquerade: "{{ item }}"
+  loop: "{{ node.clusternet_node.masquerade_args }}"
 
 - name: Only the ipsets
   clusternet.node.node_info:
@@ -139,12 +149,76 @@ clusternet_node:
       returned: when gather_subset has masquerade
       type: dict
       sample: {ipv4: {CLUSTERNET-POSTRTG: ['-s 10.42.0.0/16 ! -d 10.42.0.0/16 -m comment --comment "clusternet masq" -j MASQUERADE']}, ipv6: {}}
+    masquerade_args:
+      description:
+        - The arguments of M(clusternet.node.masquerade) that write the masquerade as it is, one item per iptables
+          chain (every C(CLUSTERNET-) chain but the FIP chains, and any chain starting with that module's mark) and
+          one for the nftables backend; each given back to the module as it is
+          (in a loop, as the module's arguments C("{{ item }}")) changes nothing.
+        - C(comment) is the chain's rules' (or its jump's); C(skip_mark) is V('') without the skip-mark rule;
+          C(random_fully) is true only when every MASQUERADE rule of the chain has it. The nftables item has no
+          C(chain) or C(comment) (options of the iptables backend), its CIDRs as the table holds them (merged).
+        - A chain that is not as the module writes it (a stray rule, a foreign chain, families that differ) is still
+          reported, with what feeding it back would do in RV(clusternet_node.nat_drift).
+      returned: when gather_subset has masquerade
+      type: list
+      elements: dict
+      version_added: 0.2.0
+      sample:
+        - {backend: iptables, chain: CLUSTERNET-POSTRTG, comment: clusternet masq, cluster_cidrs: [10.42.0.0/16, 'fd00:42::/56'],
+           pod_cidrs: [10.42.1.0/24, 'fd00:42:0:1::/64'], skip_mark: 0x4000/0x4000, random_fully: true}
     floating_ips:
-      description: The floating IPs, in the shape of O(clusternet.node.fip#module:floating_ips).
+      description:
+        - The floating IPs of the iptables backend, in the shape of O(clusternet.node.fip#module:floating_ips), a half one
+          (RV(clusternet_node.half_floating_ips)) included with the internal IP its one rule names.
       returned: when gather_subset has floating_ips
       type: list
       elements: dict
       sample: [{external_ip: 203.0.113.10, internal_ip: 10.42.1.5}]
+    floating_ip_args:
+      description:
+        - The arguments of M(clusternet.node.fip) that write the floating IPs as they are, one item per backend that holds
+          any; each given back to the module as it is (in a loop, C("{{ item }}")) changes nothing.
+        - For iptables, C(dnat_chain) and C(snat_chain) are the chains that hold the FIPs' DNAT and SNAT rules (the
+          most used ones if they are spread; the module's defaults when there is none).
+        - A half FIP is listed as a whole one with the internal IP its rule names, so feeding the item back
+          B(repairs) it, writing its missing rule (the fip module reports it in C(changed)); the other way to repair it
+          is M(clusternet.node.fip) with O(clusternet.node.fip#module:state=absent) and its external IP.
+      returned: when gather_subset has floating_ips
+      type: list
+      elements: dict
+      version_added: 0.2.0
+      sample:
+        - {backend: iptables, dnat_chain: CLUSTERNET-FIP-DNAT, snat_chain: CLUSTERNET-FIP-SNAT,
+           floating_ips: [{external_ip: 203.0.113.10, internal_ip: 10.42.1.5}]}
+    half_floating_ips:
+      description:
+        - The FIPs of the iptables backend that have only their DNAT or only their SNAT rule (C(missing) is V(dnat) or
+          V(snat)), so they do not work as FIPs. See RV(clusternet_node.floating_ip_args) for how feeding the facts back
+          repairs them.
+      returned: when gather_subset has floating_ips
+      type: list
+      elements: dict
+      version_added: 0.2.0
+      sample: [{external_ip: 203.0.113.10, internal_ip: 10.42.1.5, missing: snat}]
+    nat_backends:
+      description:
+        - Per subset (C(masquerade), C(floating_ips)), the backends that hold this collection's state, V(iptables) and
+          V(nftables) (the tables C(ip clusternet) and C(ip6 clusternet)). Two backends for one subset both apply to
+          packets and come with a warning; remove one with the module's O(clusternet.node.fip#module:state=absent) on that backend.
+      returned: when gather_subset has masquerade or floating_ips
+      type: dict
+      version_added: 0.2.0
+      sample: {masquerade: [iptables], floating_ips: [iptables, nftables]}
+    nat_drift:
+      description:
+        - What feeding RV(clusternet_node.masquerade_args) and RV(clusternet_node.floating_ip_args) back would rewrite
+          (per family, or the nftables table's drift as the modules name it); empty when both round-trip.
+      returned: when gather_subset has masquerade or floating_ips
+      type: list
+      elements: str
+      version_added: 0.2.0
+      sample: ['ipv4: the fip module would rewrite chains CLUSTERNET-FIP-DNAT and CLUSTERNET-FIP-SNAT (a half floating IP is completed, a stray rule removed)']
     other_backend:
       description: Per family, the C(CLUSTERNET-) chains of the nat table in the backend the active tools do not use.
       returned: when gather_subset has masquerade or floating_ips

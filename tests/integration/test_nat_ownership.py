@@ -119,3 +119,30 @@ def test_class4_a_comment_that_only_resembles_a_fip_comment_is_left_alone(netns)
     result = netns.module('fip', {'floating_ips': []})
     assert result['changed'] is True and result['ipv4']['removed'] == [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.5'}]
     assert dumps(netns) == kept, 'only our chains and jumps went'
+
+
+def postrouting(ns, tool):
+    return [line for line in ns.out('%s -t nat' % tool).splitlines() if line.startswith('-A POSTROUTING ')]
+
+
+def test_masquerade_repairs_its_jump_after_the_fip_snat_jump(netns):
+    """Both SNAT and MASQUERADE end a packet's NAT: a FIP's pod must meet its SNAT first, also
+    after the masquerade jump was deleted or moved first by hand and repaired."""
+    netns.module('masquerade', MASQ)
+    netns.module('fip', FIPS)
+    converged = dict((tool, postrouting(netns, tool)) for tool in ('iptables-save', 'ip6tables-save'))
+    for tool, lines in converged.items():
+        assert lines[:2] == ['-A POSTROUTING -m comment --comment "clusternet fip" -j %s' % SNAT,
+                             '-A POSTROUTING -m comment --comment "clusternet masq" -j %s' % CHAIN], (tool, lines)
+    jump = '-m comment --comment "clusternet masq" -j %s' % CHAIN
+    for tool in ('iptables', 'ip6tables'):
+        netns.run('%s -w -t nat -A POSTROUTING -o eth9 -j RETURN && %s -w -t nat -D POSTROUTING %s' % (tool, tool, jump))
+    assert netns.module('masquerade', MASQ)['changed'] is True
+    for tool in ('iptables', 'ip6tables'):
+        assert postrouting(netns, tool + '-save')[:2] == converged[tool + '-save'][:2], tool
+        netns.run('%s -w -t nat -D POSTROUTING %s && %s -w -t nat -I POSTROUTING 1 %s' % (tool, jump, tool, jump))
+    assert netns.module('masquerade', MASQ)['changed'] is True
+    for tool in ('iptables-save', 'ip6tables-save'):
+        assert postrouting(netns, tool)[:2] == converged[tool][:2], tool
+        assert postrouting(netns, tool)[-1] == '-A POSTROUTING -o eth9 -j RETURN', 'a foreign rule moved'
+    assert netns.module('masquerade', MASQ)['changed'] is False

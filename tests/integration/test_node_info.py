@@ -71,6 +71,7 @@ def test_reports_what_the_kernel_holds_and_round_trips(node):
     item = ipsets['cn-info-pods']
     assert not node.module('ipset', dict((k, item[k]) for k in ('name', 'set_type', 'families', 'entries')))['changed']
     assert not node.module('fip', {'floating_ips': got['floating_ips']})['changed']
+    assert feed_nat_facts_back(node, got) == [False, False]
     assert not node.module('vip', {'link_kind': KIND, 'addresses': got['vips']['addresses'], 'node_ips': NODE_IPS})['changed']
     assert got['vips']['node_ips'] == NODE_IPS
     assert not node.module('vip', dict((k, got['vips'][k]) for k in ('interface', 'addresses', 'node_ips')))['changed']
@@ -83,7 +84,8 @@ def test_subsets_and_an_empty_node(netns):
     assert got['ipsets'] == []
     assert got['vips'] == {'interface': 'kube-dummy-if', 'present': False, 'kind': None, 'up': False, 'ours': False, 'addresses': []}
     got = facts(netns, gather_subset=['floating_ips'])
-    assert got == {'floating_ips': [], 'other_backend': {}}
+    assert got == {'floating_ips': [], 'half_floating_ips': [], 'floating_ip_args': [], 'other_backend': {},
+                   'nat_backends': {'floating_ips': []}, 'nat_drift': []}
 
 
 def test_an_unknown_subset_is_refused(netns):
@@ -164,3 +166,52 @@ def test_vips_planted_with_ip_fed_back_change_nothing(node):
     assert (got['addresses'], got['node_ips']) == (VIPS, NODE_IPS)
     assert not node.module('vip', dict((k, got[k]) for k in ('interface', 'addresses', 'node_ips')))['changed']
     assert dumps(node, LINK_DUMPS) == before
+
+
+NAT_DUMPS = ('iptables-save -t nat', 'ip6tables-save -t nat', 'nft list ruleset')
+
+
+def feed_nat_facts_back(ns, got):
+    """Each masquerade and FIP fact given to its module as it is: the results' changed."""
+    return ([ns.module('masquerade', args)['changed'] for args in got.get('masquerade_args', [])]
+            + [ns.module('fip', args)['changed'] for args in got['floating_ip_args']])
+
+
+def test_nat_facts_of_both_backends_fed_back_change_nothing(netns):
+    """Masquerade and FIPs written with other options than the defaults, in iptables and in
+    nftables: the facts are those options, fed back they change nothing, byte for byte."""
+    masq = {'chain': 'MY-MASQ', 'comment': 'my masq', 'random_fully': False, 'skip_mark': '0x10/0xff',
+            'cluster_cidrs': MASQ['cluster_cidrs'], 'pod_cidrs': MASQ['pod_cidrs']}
+    fips = {'dnat_chain': 'MY-DNAT', 'snat_chain': 'MY-SNAT', 'floating_ips': FIPS}
+    nft_fips = [{'external_ip': '198.51.100.20', 'internal_ip': '10.0.0.20'}]
+    for name, args in (('masquerade', masq), ('fip', fips), ('masquerade', dict(MASQ, backend='nftables')),
+                       ('fip', {'backend': 'nftables', 'floating_ips': nft_fips})):
+        assert netns.module(name, args)['changed'], (name, args)
+    before = dumps(netns, NAT_DUMPS)
+    result = netns.module('node_info', {'gather_subset': ['masquerade', 'floating_ips']})
+    got = result['clusternet_node']
+    assert dumps(netns, NAT_DUMPS) == before, 'node_info changed the kernel'
+    assert got['masquerade_args'] == [dict(masq, backend='iptables'), dict(MASQ, backend='nftables', skip_mark='0x4000/0x4000', random_fully=True)]
+    assert got['floating_ip_args'] == [dict(fips, backend='iptables'), {'backend': 'nftables', 'floating_ips': nft_fips}]
+    assert (got['half_floating_ips'], got['nat_drift']) == ([], [])
+    assert got['nat_backends'] == {'masquerade': ['iptables', 'nftables'], 'floating_ips': ['iptables', 'nftables']}
+    assert any('both iptables and nftables hold' in warning for warning in result.get('warnings', []))
+    assert feed_nat_facts_back(netns, got) == [False] * 4
+    assert dumps(netns, NAT_DUMPS) == before
+
+
+def test_a_half_fip_is_reported_and_its_facts_fed_back_complete_it(netns):
+    assert netns.module('fip', {'floating_ips': FIPS})['changed']
+    whole = dumps(netns, NAT_DUMPS)
+    netns.run('iptables -t nat -D CLUSTERNET-FIP-SNAT -s 10.0.0.5/32 -m comment --comment "clusternet fip 198.51.100.10"'
+              ' -j SNAT --to-source 198.51.100.10')
+    got = facts(netns, gather_subset=['floating_ips'])
+    assert got['half_floating_ips'] == [{'external_ip': '198.51.100.10', 'internal_ip': '10.0.0.5', 'missing': 'snat'}]
+    assert got['nat_drift'] == ['ipv4: the fip module would rewrite chains CLUSTERNET-FIP-DNAT and CLUSTERNET-FIP-SNAT '
+                                '(a half floating IP is completed, a stray rule removed)']
+    assert feed_nat_facts_back(netns, got) == [True]
+    assert dumps(netns, NAT_DUMPS) == whole, 'completed as the fip module writes it'
+    got = facts(netns, gather_subset=['floating_ips'])
+    assert (got['half_floating_ips'], got['nat_drift']) == ([], [])
+    assert feed_nat_facts_back(netns, got) == [False]
+    assert dumps(netns, NAT_DUMPS) == whole

@@ -69,7 +69,7 @@ def owned(engine, args):
         comment = args.get('comment', 'clusternet masq')
         return {'chains': [args.get('chain', 'CLUSTERNET-POSTRTG')], 'comment': lambda c: c == comment}
     return {'chains': [args.get('dnat_chain', 'CLUSTERNET-FIP-DNAT'), args.get('snat_chain', 'CLUSTERNET-FIP-SNAT')],
-            'comment': lambda c: c is not None and (c == 'clusternet fip' or c.startswith('clusternet fip '))}
+            'comment': state.fip_comment}
 
 
 class Kernel(object):

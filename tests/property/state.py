@@ -2,13 +2,18 @@
 network namespace (the driver runs under `ip netns exec`).
 
 Foreign state is everything planted here: ipsets in both families, nat chains and rules
-with and without comments (quoted, unquoted-safe, and prefixes of ours), a filter rule,
-an interface `eth0` holding the node IPs with routes, and lo. A dump is the text of the
+with and without comments (quoted, unquoted-safe, prefixes of ours, and comments one character
+away from ours), a filter rule, an interface `eth0` holding the node IPs with routes, and lo.
+The ownership classes (issue 23) are planted too: routes to VIP addresses via eth0 in main,
+in table 100 and in table local (the vip module must refuse that VIP: nothing changes), and,
+in IPv4, foreign chains jumping to our default chains (JUMPS_TO_OURS): masquerade and fip keep
+such a jump, and refuse to remove a chain it still jumps to. A dump is the text of the
 tools named in the invariant; `foreign()` keeps from a dump only what the run may not
 touch, decided from the run's parameters, never from what the module reports.
 """
 
 import ctypes
+import ipaddress
 import os
 import re
 import shlex
@@ -42,11 +47,15 @@ NAT = """\
 :CLUSTERNET-OLD - [0:0]
 -A PREROUTING -d {dnat} -m comment --comment "foreign dnat" -j DNAT --to-destination {internal}
 -A PREROUTING -j KUBE-FIP
+-A PREROUTING -d {fip} -m comment --comment "clusternet fip  {fipx}" -j DNAT --to-destination {fipi}
 -A OUTPUT -m comment --comment clusternet-fip -j KUBE-FIP
 -A POSTROUTING -j KUBE-POSTRTG
 -A POSTROUTING -s {snat} -m comment --comment foreign_snat-1 -j MASQUERADE
 -A POSTROUTING -s {snat} -m comment --comment "clusternet masquerade" -j RETURN
 -A POSTROUTING -m comment --comment clusternet -j CLUSTERNET-OLD
+-A POSTROUTING -s {fipn} -m comment --comment "clusternet fip {fip}" -j SNAT --to-source {fipx}
+-A POSTROUTING -s {snat} -m comment --comment "clusternet masq " -j RETURN
+-A POSTROUTING -s {snat} -m comment --comment "Clusternet masq" -j RETURN
 -A KUBE-POSTRTG -s {cluster} -m comment --comment "kube masq" -j MASQUERADE
 -A KUBE-POSTRTG -d {cluster} -j RETURN
 -A KUBE-FIP -d {dnat} -m comment --comment "clusternet fip" -j DNAT --to-destination {internal}
@@ -56,9 +65,24 @@ COMMIT
 -A INPUT -s {snat} -m comment --comment "foreign filter" -j ACCEPT
 COMMIT
 """
-NAT_V4 = NAT.format(dnat='203.0.113.5/32', internal='10.42.9.9', snat='10.8.0.0/16', cluster='10.244.0.0/16')
+# IPv4 only: foreign chains jumping to our default chains, which exist as the modules left them
+# (marked). A run that leaves a family without rules removes our chain there, and is refused
+# while a foreign jump remains: planted in one family, the other keeps the removal paths reachable.
+JUMPS_TO_OURS = """\
+:CLUSTERNET-POSTRTG - [0:0]
+:CLUSTERNET-FIP-DNAT - [0:0]
+-A KUBE-POSTRTG -j CLUSTERNET-POSTRTG
+-A KUBE-FIP -j CLUSTERNET-FIP-DNAT
+-A CLUSTERNET-POSTRTG -m comment --comment "clusternet.node masquerade chain"
+-A CLUSTERNET-FIP-DNAT -m comment --comment "clusternet.node fip chain"
+COMMIT
+"""
+NAT_V4 = NAT.replace('COMMIT\n', JUMPS_TO_OURS, 1).format(
+    dnat='203.0.113.5/32', internal='10.42.9.9', snat='10.8.0.0/16', cluster='10.244.0.0/16',
+    fip='203.0.113.77/32', fipx='203.0.113.77', fipi='10.42.9.7', fipn='10.42.9.7/32')
 NAT_V6 = NAT.format(dnat='2001:db8:113::5/128', internal='2001:db8:42:9::9', snat='2001:db8:8::/48',
-                    cluster='2001:db8:244::/56')
+                    cluster='2001:db8:244::/56', fip='2001:db8:113::77/128', fipx='2001:db8:113::77',
+                    fipi='2001:db8:42:9::7', fipn='2001:db8:42:9::7/128')
 FOREIGN_CHAINS = frozenset(['KUBE-POSTRTG', 'KUBE-FIP', 'CLUSTERNET-OLD'])
 BUILTIN = frozenset(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'])
 
@@ -72,6 +96,11 @@ addr add 2001:db8:50::12/128 dev eth0 nodad
 link set eth0 up
 route add 203.0.113.0/24 dev eth0
 route add 2001:db8:99::/64 dev eth0
+route add 10.42.1.6/32 dev eth0
+route add 10.42.1.5/32 dev eth0 table 100
+route add 2001:db8:42:1::5/128 dev eth0 table 100
+route add 10.43.0.10/32 dev eth0 table local
+route add 2001:db8:43::10/128 dev eth0 table local
 """
 FOREIGN_LINKS = frozenset(['lo', FOREIGN_IF])
 
@@ -180,6 +209,20 @@ def _addr_blocks(lines, ours):
         if not skipping:
             kept.append(line)
     return kept
+
+
+def fip_comment(comment):
+    """Whether a rule's comment is one the fip module writes: its jump comment, or exactly
+    "clusternet fip ADDRESS" in the address's canonical spelling (not "clusternet fip  ADDRESS",
+    nor one with a prefix length: those are someone else's, planted above)."""
+    if comment == 'clusternet fip':
+        return True
+    if not comment or not comment.startswith('clusternet fip '):
+        return False
+    try:
+        return comment == 'clusternet fip ' + str(ipaddress.ip_address(comment[len('clusternet fip '):]))
+    except ValueError:
+        return False
 
 
 def foreign(state, owned):

@@ -70,3 +70,11 @@ def test_first_difference_names_the_dump_and_lines():
     assert state.first_difference(before, after) == "route6: removed ['a'], added ['c']"
     assert state.first_difference(before, dumps(route6='b\na\n')) == 'route6: order changed'
     assert state.first_difference(before, before) is None
+
+
+def test_fip_comment_is_exactly_what_the_fip_module_writes():
+    assert state.fip_comment('clusternet fip') and state.fip_comment('clusternet fip 203.0.113.77')
+    assert state.fip_comment('clusternet fip 2001:db8:113::77')
+    for near in ('clusternet fip  203.0.113.77', 'clusternet fip 203.0.113.77/32', 'clusternet fip 2001:DB8:113::77',
+                 'clusternet fip ', 'clusternet fipx', 'Clusternet fip 203.0.113.77', None, ''):
+        assert not state.fip_comment(near), near

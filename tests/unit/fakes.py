@@ -9,9 +9,11 @@ iptables-save's format, so an engine's run() is tested end to end without root.
 
 import contextlib
 import copy
+import json
 import os
 
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
+from ansible_collections.clusternet.node.plugins.module_utils import nft
 from ansible_collections.clusternet.node.plugins.module_utils.engine import KernelError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
@@ -26,7 +28,7 @@ def fixture(name):
 
 
 class FakeModule(object):
-    """What engine.run asks of an AnsibleModule: params, check and diff mode, warn, fail_json."""
+    """What engine.run asks of an AnsibleModule: params, check and diff mode, warn, get_bin_path, fail_json."""
 
     def __init__(self, params, check_mode=False, diff=False):
         self.params = params
@@ -36,6 +38,10 @@ class FakeModule(object):
 
     def warn(self, text):
         self.warnings.append(text)
+
+    def get_bin_path(self, tool, required=False):
+        """A host without tools the kernel objects look up themselves (node_info's nft)."""
+        return None
 
     def fail_json(self, **kwargs):
         raise Failed(kwargs)
@@ -77,6 +83,13 @@ class FakeIptables(ipt.Kernel):
 
     def has_tool(self, tool):
         return True
+
+    def has_iptables(self):
+        return True
+
+    def nft_tables(self):
+        """No nftables here (FakeNat adds them): nat_backend reads no cleanup of them."""
+        return frozenset()
 
     def supports_random_fully(self, family):
         return self.random_fully
@@ -142,6 +155,8 @@ def apply_line(table, line):
     if op == '-I':
         index, _sep, rule_text = rule_text.partition(' ')
         position = int(index) - 1
+        if not 0 <= position <= len(rules):
+            return 'Index of insertion too big'
     rule = ipt.Rule(rule_text)
     if rule.target and rule.target not in VERDICTS and rule.target not in table.rules:
         return "Couldn't load target %s" % rule.target
@@ -156,3 +171,52 @@ def apply_line(table, line):
     else:
         return 'unknown operation'
     return None
+
+
+class FakeNat(FakeIptables):
+    """FakeIptables plus our nftables tables, as nat_nft.Kernel has both: nft: {family: recorded
+    `nft -j list table` text}, listed: further (family, name) tables `nft list tables` shows
+    (kube-proxy's). An applied nft transaction becomes the table's content as nft would list it
+    (Transaction.expected turned back into JSON), so a second run reads what the first wrote."""
+
+    def __init__(self, dumps, nft_tables=None, listed=(), has_iptables=True):
+        super(FakeNat, self).__init__(dumps)
+        self.nft = dict(nft_tables or {})
+        self.listed = set(listed)
+        self.iptables = has_iptables
+        self.applied = []
+
+    def has_iptables(self):
+        return self.iptables
+
+    def nft_tables(self):
+        """Our tables, the listed ones, and iptables-nft's nat tables (nftables tables too)."""
+        return frozenset(self.listed | set((nft.NFT_FAMILY[family], nft.TABLE) for family, text in self.nft.items() if text)
+                         | set((nft.NFT_FAMILY[family], 'nat') for family, backend in self.tables if backend == 'nft'))
+
+    def preflight(self):
+        return (1, 0, 6)
+
+    def table(self, family):
+        return nft.parse_table(family, self.nft.get(family))
+
+    def held_addresses(self):
+        return {}
+
+    def apply(self, transaction):
+        self.applied.append(transaction.render())
+        view = transaction.expected()
+        self.nft[transaction.family] = None if view is None else listing(transaction.nft_family, view)
+
+
+def listing(family, view):
+    """`nft -j list table` text of a Transaction.expected() view."""
+    items = [{'metainfo': {'json_schema_version': 1}}, {'table': {'family': family, 'name': nft.TABLE}}]
+    for (kind, name), obj in sorted(view.items()):
+        if kind == 'rule':
+            items += [{'rule': {'family': family, 'table': nft.TABLE, 'chain': name, 'expr': expr}} for expr in obj]
+        elif kind == 'map' and 'elem' in obj:
+            items.append({kind: dict(obj, elem=[[str(key), str(value)] for key, value in sorted(obj['elem'])])})
+        else:
+            items.append({kind: obj})
+    return json.dumps({'nftables': items})

@@ -419,3 +419,24 @@ def test_class4_a_comment_that_only_resembles_a_fip_comment_is_not_ours():
     for family in ('ipv4', 'ipv6'):
         assert lookalike[family] in body(fake.dump(family))
     assert fip.fip_of(ipt.Rule('-m comment --comment "clusternet fip 198.51.100.10"')) == ipaddress.ip_address('198.51.100.10')
+
+
+def postrouting(fake, family):
+    return [line for line in body(fake.dump(family)) if line.startswith('-A POSTROUTING ')]
+
+
+def test_masquerade_jump_repaired_or_misplaced_goes_after_the_fip_snat_jump():
+    """Both modules' jumps sit in POSTROUTING and both targets end a packet's NAT: a FIP's pod
+    must meet its SNAT before the masquerade, whichever module repaired its jump last."""
+    fake = kernel('nat-ours')
+    converged = postrouting(fake, 'ipv4')
+    assert converged.index('-A POSTROUTING -m comment --comment "clusternet fip" -j %s' % S) == 0
+    jump = ipt.jump_rule(CHAIN, 'clusternet masq')
+    fake.tables[('ipv4', 'nft')].rules['POSTROUTING'].remove(jump)
+    assert run(masquerade, masq_params(), fake)[0]['changed'] is True
+    assert postrouting(fake, 'ipv4') == converged
+    fake.tables[('ipv4', 'nft')].rules['POSTROUTING'].remove(jump)
+    fake.tables[('ipv4', 'nft')].rules['POSTROUTING'].insert(0, jump)
+    assert run(masquerade, masq_params(), fake)[0]['changed'] is True
+    assert postrouting(fake, 'ipv4') == converged
+    assert run(masquerade, masq_params(), fake)[0]['changed'] is False

@@ -1,10 +1,15 @@
-"""node_info's pure shaping, on exact dump text."""
+"""node_info's pure shaping, on exact dump text, and its run on the engines' fakes (no root)."""
 
 from ipaddress import ip_address as ip
 
-from ansible_collections.clusternet.node.plugins.module_utils import info, ipset
+import pytest
+from ansible_collections.clusternet.node.plugins.module_utils import fip, info, ipset, masquerade, nat_nft, nft, vip
 from ansible_collections.clusternet.node.plugins.module_utils import iptables as ipt
 from ansible_collections.clusternet.node.plugins.module_utils import netlink as nl
+from fake_ipset import FakeIpset
+from fake_ipset import fixture as ipset_fixture
+from fake_netlink import FakeNetlink
+from fakes import FakeIptables, FakeModule, fixture
 
 IPSET_SAVE = '''create cn-pods hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1
 add cn-pods 10.42.0.0/24
@@ -108,3 +113,172 @@ def test_vips_report_the_node_ips_their_routes_use():
     assert got['addresses'] == ['10.96.0.1', 'fd00::1']
     assert got['node_ips'] == ['192.168.1.10', '2001:db8::10']
     assert info.vips_of(links, addresses, [], 'kube-dummy-if')['node_ips'] == []
+
+
+# --- node_info's run on the fakes: every fact fed back to its module is a no-op (issue 23 class 7) ---
+
+
+MASQ_DEFAULTS = {'chain': 'CLUSTERNET-POSTRTG', 'comment': 'clusternet masq', 'random_fully': True, 'skip_mark': '0x4000/0x4000',
+                 'cluster_cidrs': [], 'pod_cidrs': [], 'allow_foreign_chain': False, 'purge_other_backend': False,
+                 'backend': 'iptables', 'state': 'present'}
+FIP_DEFAULTS = {'floating_ips': [], 'exclusive': True, 'dnat_chain': 'CLUSTERNET-FIP-DNAT', 'snat_chain': 'CLUSTERNET-FIP-SNAT',
+                'flush_conntrack': True, 'allow_foreign_chain': False, 'purge_other_backend': False, 'backend': 'iptables',
+                'state': 'present'}
+
+
+class FakeNft(object):
+    """nft.NftKernel's reads over recorded `nft -j list table` text ({family: text or None})."""
+
+    def __init__(self, **recorded):
+        self.text = dict((family, ''.join(line for line in ipset_fixture('nft/%s.json.txt' % name).splitlines(True) if not line.startswith('#')))
+                         for family, name in recorded.items())
+
+    def preflight(self):
+        return (1, 0, 6)
+
+    def read(self, family):
+        return self.text.get(family)
+
+
+class Gateway(FakeIptables):
+    """FakeIptables as fip's kernel object: it holds none of the FIPs' external IPs, and conntrack is empty."""
+
+    def held_addresses(self):
+        return {}
+
+    def conntrack_missing(self):
+        return None
+
+    def flush_conntrack(self, family, sources, destinations, check_mode):
+        return 0
+
+
+def nat(v4, v6):
+    return Gateway({('ipv4', 'nft'): v4, ('ipv6', 'nft'): v6})
+
+
+def node_info(iptables=None, nft_kernel=None, **kernels):
+    subsets = ['all'] if kernels else ['masquerade', 'floating_ips']
+    module = FakeModule({'gather_subset': subsets, 'interface': 'kube-dummy-if'})
+    facts = info.run(module, iptables=iptables, nft_kernel=nft_kernel or FakeNft(), **kernels)['clusternet_node']
+    return facts, module.warnings
+
+
+def feed_back(fake, facts):
+    """Each masquerade and FIP fact (iptables backend) given to its module; the results."""
+    results = [masquerade.run(FakeModule(dict(MASQ_DEFAULTS, **args)), fake) for args in facts['masquerade_args']]
+    return results + [fip.run(FakeModule(dict(FIP_DEFAULTS, **args)), fake) for args in facts['floating_ip_args']]
+
+
+def test_every_fact_of_a_node_on_the_fakes_fed_back_changes_nothing():
+    iptables = nat(fixture('nat-ours.v4'), fixture('nat-ours.v6'))
+    links = FakeNetlink('ours')
+    sets = FakeIpset(ipset_fixture('ipset-ours.save'))
+    before = (iptables.dump('ipv4'), iptables.dump('ipv6'), links.dump(), sets.dump())
+    facts, warnings = node_info(iptables, links=links, ipsets=sets)
+    assert warnings == []
+    assert facts['masquerade_args'] == [{
+        'backend': 'iptables', 'chain': 'CLUSTERNET-POSTRTG', 'comment': 'clusternet masq', 'skip_mark': '0x4000/0x4000',
+        'random_fully': True, 'cluster_cidrs': ['10.244.0.0/16', 'fd00:10:244::/56'], 'pod_cidrs': ['10.244.1.0/24', 'fd00:10:244:1::/64']}]
+    assert facts['floating_ip_args'] == [{
+        'backend': 'iptables', 'dnat_chain': 'CLUSTERNET-FIP-DNAT', 'snat_chain': 'CLUSTERNET-FIP-SNAT',
+        'floating_ips': [{'external_ip': '198.51.100.10', 'internal_ip': '10.244.1.5'},
+                         {'external_ip': '2001:db8::10', 'internal_ip': 'fd00:10:244:1::5'}]}]
+    assert (facts['half_floating_ips'], facts['nat_drift']) == ([], [])
+    assert facts['nat_backends'] == {'masquerade': ['iptables'], 'floating_ips': ['iptables']}
+    assert (facts['vips']['addresses'], facts['vips']['node_ips']) == (['10.96.0.1', 'fd00:10:96::1'], ['192.168.50.10', 'fd50::10'])
+
+    assert [result['changed'] for result in feed_back(iptables, facts)] == [False, False]
+    vip_args = dict((key, facts['vips'][key]) for key in ('interface', 'addresses', 'node_ips'))
+    assert vip.run(FakeModule(dict({'adopt': False, 'link_kind': 'ifb', 'exclusive': True, 'state': 'present',
+                                    'delete_interface': False}, **vip_args)), links)['changed'] is False
+    for item in facts['ipsets']:
+        args = dict({'ipv6_name': None, 'exclusive': True, 'maxelem': None, 'hashsize': None, 'state': 'present'}, **item)
+        assert ipset.run(FakeModule(args), sets)['changed'] is False, item
+    assert (iptables.restores, links.waves, links.link_requests, sets.restores) == ([], [], [], [])
+    assert (iptables.dump('ipv4'), iptables.dump('ipv6'), links.dump(), sets.dump()) == before
+
+
+@pytest.mark.parametrize('masq_args, fip_args', [
+    ({'chain': 'MY-MASQ', 'comment': 'my masq', 'random_fully': False, 'skip_mark': '', 'cluster_cidrs': ['fd00:42::/56'],
+      'pod_cidrs': ['fd00:42:0:1::/64']},
+     {'dnat_chain': 'MY-DNAT', 'snat_chain': 'MY-SNAT', 'floating_ips': [{'external_ip': '2001:db8::7', 'internal_ip': 'fd00:42:0:1::7'}]}),
+    ({'skip_mark': '16384', 'cluster_cidrs': ['10.42.0.0/16', '10.50.0.0/16'], 'pod_cidrs': ['10.42.1.0/24', '10.50.7.7/32']},
+     {'floating_ips': [{'external_ip': '198.51.100.10', 'internal_ip': '10.42.1.5'}, {'external_ip': '198.51.100.9', 'internal_ip': '10.42.1.9'}]}),
+], ids=['own-chains-ipv6-only', 'ipv4-only'])
+def test_what_the_modules_wrote_comes_back_as_their_arguments(masq_args, fip_args):
+    iptables = nat(fixture('nat-empty.v4'), fixture('nat-empty.v6'))
+    assert masquerade.run(FakeModule(dict(MASQ_DEFAULTS, **masq_args)), iptables)['changed']
+    assert fip.run(FakeModule(dict(FIP_DEFAULTS, **fip_args)), iptables)['changed']
+    facts = node_info(iptables)[0]
+    written = len(iptables.restores)
+    assert [result['changed'] for result in feed_back(iptables, facts)] == [False, False]
+    assert len(iptables.restores) == written and facts['nat_drift'] == []
+    written_with = dict(MASQ_DEFAULTS, **masq_args)
+    expected = dict((key, written_with[key]) for key in ('backend', 'chain', 'comment', 'random_fully', 'cluster_cidrs', 'pod_cidrs'))
+    assert facts['masquerade_args'] == [dict(expected, skip_mark=masquerade.canonical_mark(written_with['skip_mark']) or '')]
+    written_with = dict(FIP_DEFAULTS, **fip_args)
+    assert facts['floating_ip_args'] == [dict((key, written_with[key]) for key in ('backend', 'dnat_chain', 'snat_chain', 'floating_ips'))]
+
+
+def without(text, needle):
+    return ''.join(line for line in text.splitlines(True) if needle not in line)
+
+
+@pytest.mark.parametrize('cut, missing', [('-j SNAT --to-source 198.51.100.10', 'snat'), ('-j DNAT --to-destination 10.244.1.5', 'dnat')])
+def test_a_half_fip_is_reported_as_such_and_fed_back_it_is_completed(cut, missing):
+    iptables = nat(without(fixture('nat-ours.v4'), cut), fixture('nat-ours.v6'))
+    facts = node_info(iptables)[0]
+    assert facts['half_floating_ips'] == [{'external_ip': '198.51.100.10', 'internal_ip': '10.244.1.5', 'missing': missing}]
+    assert facts['nat_drift'] == ['ipv4: the fip module would rewrite chains CLUSTERNET-FIP-DNAT and CLUSTERNET-FIP-SNAT '
+                                  '(a half floating IP is completed, a stray rule removed)']
+    result = feed_back(iptables, facts)[1]
+    assert result['changed'] and result['ipv4']['changed'] == [
+        {'external_ip': '198.51.100.10', 'internal_ip': '10.244.1.5', 'previous_internal_ip': '10.244.1.5'}]
+    assert iptables.dump('ipv4') == nat(fixture('nat-ours.v4'), fixture('nat-ours.v6')).dump('ipv4'), 'completed as the fip module writes it'
+    facts = node_info(iptables)[0]
+    assert (facts['half_floating_ips'], facts['nat_drift']) == ([], [])
+    assert [result['changed'] for result in feed_back(iptables, facts)] == [False, False]
+
+
+def test_a_stray_rule_in_our_masquerade_chain_is_named_and_fed_back_it_is_repaired():
+    stray = '-A CLUSTERNET-POSTRTG -s 10.9.0.0/16 -j RETURN\n'
+    iptables = nat(fixture('nat-ours.v4').replace('COMMIT\n', stray + 'COMMIT\n'), fixture('nat-ours.v6'))
+    facts = node_info(iptables)[0]
+    assert facts['nat_drift'] == ['ipv4: the masquerade module would rewrite chain CLUSTERNET-POSTRTG (it is not as that module writes it)']
+    assert feed_back(iptables, facts)[0]['changed'] is True
+    assert stray.strip() not in iptables.dump('ipv4')
+    assert [result['changed'] for result in feed_back(iptables, node_info(iptables)[0])] == [False, False]
+
+
+def test_the_nftables_backend_is_read_and_a_node_with_both_backends_is_flagged():
+    iptables = nat(fixture('nat-ours.v4'), fixture('nat-ours.v6'))
+    facts, warnings = node_info(iptables, FakeNft(ipv4='ipv4-masq-only', ipv6='ipv6-fip-only'))
+    nft_masq = {'backend': 'nftables', 'cluster_cidrs': ['10.42.0.0/16'], 'pod_cidrs': [], 'skip_mark': '', 'random_fully': True}
+    assert facts['masquerade_args'][1:] == [nft_masq]
+    nft_fips = facts['floating_ip_args'][1]
+    assert nft_fips['backend'] == 'nftables' and [f['external_ip'] for f in nft_fips['floating_ips']] == ['2001:db8:ff::10', '2001:db8:ff::11']
+    assert facts['nat_backends'] == {'masquerade': ['iptables', 'nftables'], 'floating_ips': ['iptables', 'nftables']}
+    assert facts['nat_drift'] == []
+    assert warnings == ["both iptables and nftables hold this collection's floating_ips and masquerade: both apply to packets; "
+                        "remove one (the module's state=absent with that backend)"]
+    # fed back to the nftables engines, the nft facts write nothing
+    read = dict((family, nft.parse_table(family, FakeNft(ipv4='ipv4-masq-only', ipv6='ipv6-fip-only').read(family))) for family in ('ipv4', 'ipv6'))
+    for engine, defaults, args in ((nat_nft.MasqueradeEngine(), MASQ_DEFAULTS, nft_masq), (nat_nft.FipEngine(), FIP_DEFAULTS, nft_fips)):
+        intent = engine.validate(dict(defaults, **args))
+        owned = engine.own(read if engine.__class__ is nat_nft.MasqueradeEngine else (read, {}), intent)
+        plan = engine.plan(owned, intent)
+        assert plan.result['changed'] is False and plan.steps == []
+
+
+def test_tampered_nftables_content_is_named_in_the_drift():
+    facts = node_info(nat(fixture('nat-empty.v4'), fixture('nat-empty.v6')), FakeNft(ipv4='ipv4-tampered'))[0]
+    assert facts['nat_drift'] and all(item.startswith('ipv4 nftables table: ') for item in facts['nat_drift'])
+    assert facts['nat_backends']['masquerade'] == ['nftables']
+
+
+def test_no_nft_on_the_host_reads_iptables_only():
+    module = FakeModule({'gather_subset': ['floating_ips'], 'interface': 'kube-dummy-if'})
+    facts = info.run(module, iptables=nat(fixture('nat-empty.v4'), fixture('nat-empty.v6')))['clusternet_node']
+    assert facts == {'floating_ips': [], 'half_floating_ips': [], 'floating_ip_args': [], 'other_backend': {},
+                     'nat_backends': {'floating_ips': []}, 'nat_drift': []}
