@@ -173,7 +173,9 @@ def _direct_result(name, args, netns, check, diff, python):
     try:
         result = json.loads(proc.stdout.splitlines()[-1])
     except (ValueError, IndexError):
-        raise AssertionError('clusternet.node.%s gave no result (rc %d):\n%s\n%s' % (name, proc.returncode, proc.stdout, proc.stderr)) from None
+        # A module process that died (killed, crashed) is a failed task to the controller.
+        result = {'failed': True, 'msg': 'the module process printed no result (exit %d)' % proc.returncode,
+                  'rc': proc.returncode, 'module_stdout': proc.stdout, 'module_stderr': proc.stderr}
     # What the controller adds or reshapes before a callback sees the result: `changed` on a
     # failure too; ansible-core 2.19's modules print each warning as a WarningSummary, a callback
     # gets its message.
