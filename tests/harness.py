@@ -1,10 +1,22 @@
 """Test harness: network namespaces the tests create and remove, and running the
-collection's modules through ansible-playbook inside them, as users run them.
+collection's modules inside them.
+
+A module call runs the module's own main() in a Python process of its own inside the
+namespace (tests/inprocess.py): well under a second where an ansible-playbook run takes
+seconds. Its result is what the module prints, reshaped where the controller reshapes what
+the tests read (_direct_result). via='playbook' runs it as a task of an ansible-playbook run
+instead, as users run it, through AnsiballZ and the controller. That path stays proven: every
+module takes it in tests/integration/test_node_info.py::
+test_reports_what_the_kernel_holds_and_round_trips, the kill -9 tests of
+test_ipset_hardening.py kill a real AnsiballZ process, and node_apply (an action plugin), the
+roles, module_defaults and every playbook the tests write run through run_playbook.
 
 Nothing here touches the root network namespace: every kernel command goes
 through `ip netns exec NS`.
 """
 
+import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -36,6 +48,19 @@ def link_collection():
     if not os.path.islink(link):
         os.symlink(REPO, link)
     return COLLECTIONS
+
+
+def link_ansible():
+    """build/ansible/ansible -> this venv's ansible package: a sys.path entry that adds ansible and
+    nothing else, so /usr/bin/python3 runs a module with ansible's module_utils and its own pyroute2."""
+    target = os.path.join(REPO, 'build', 'ansible')
+    os.makedirs(target, exist_ok=True)
+    link = os.path.join(target, 'ansible')
+    if not os.path.islink(link):
+        package = importlib.util.find_spec('ansible').submodule_search_locations[0]
+        with contextlib.suppress(FileExistsError):  # another test process made it first
+            os.symlink(package, link)
+    return target
 
 
 def ansible_env(**extra):
@@ -80,10 +105,10 @@ class Netns(object):
     def popen(self, cmd, **kwargs):
         return subprocess.Popen(['ip', 'netns', 'exec', self.name, 'sh', '-c', cmd], **kwargs)
 
-    def module(self, name, args, check=False, diff=False, python=None, expect_failure=False):
-        """Run clusternet.node.NAME with args (a dict) in this namespace; return its result."""
+    def module(self, name, args, check=False, diff=False, python=None, expect_failure=False, via='direct'):
+        """Run clusternet.node.NAME with args (a dict) in this namespace; return its result (run_module)."""
         return run_module(name, args, netns=self.name, check=check, diff=diff,
-                          python=python, expect_failure=expect_failure)
+                          python=python, expect_failure=expect_failure, via=via)
 
 
 def run_playbook(playbook_text, netns=None, python=None, extra_args=(), env=None):
@@ -100,7 +125,20 @@ def run_playbook(playbook_text, netns=None, python=None, extra_args=(), env=None
         return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(**(env or {})), check=False)
 
 
-def run_module(name, args, netns=None, check=False, diff=False, python=None, expect_failure=False):
+def run_module(name, args, netns=None, check=False, diff=False, python=None, expect_failure=False, via='direct'):
+    """clusternet.node.NAME with args (a dict), inside netns if given; its result. via='direct'
+    runs the module's main() in a Python process of its own (tests/inprocess.py), via='playbook'
+    runs it as a task of an ansible-playbook run. Raises unless it failed exactly when expected."""
+    runner = {'direct': _direct_result, 'playbook': _playbook_result}[via]
+    result = runner(name, args, netns, check, diff, python)
+    failed = bool(result.get('failed'))
+    if failed != expect_failure:
+        raise AssertionError('clusternet.node.%s %s: %s' % (
+            name, 'failed' if failed else 'did not fail', json.dumps(result, indent=1)[:6000]))
+    return result
+
+
+def _playbook_result(name, args, netns, check, diff, python):
     task = {'name': 'module under test', 'clusternet.node.' + name: args}
     play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [task]}]
     extra = []
@@ -111,11 +149,37 @@ def run_module(name, args, netns=None, check=False, diff=False, python=None, exp
     proc = run_playbook(json.dumps(play), netns=netns, python=python, extra_args=extra)
     try:
         report = json.loads(proc.stdout)
-        result = report['plays'][0]['tasks'][0]['hosts']['localhost']
+        return report['plays'][0]['tasks'][0]['hosts']['localhost']
     except (ValueError, KeyError, IndexError):
         raise AssertionError('ansible-playbook gave no result (rc %d):\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr)) from None
-    failed = bool(result.get('failed'))
-    if failed != expect_failure:
-        raise AssertionError('clusternet.node.%s %s: %s' % (
-            name, 'failed' if failed else 'did not fail', json.dumps(result, indent=1)[:6000]))
+
+
+# argv: the module's name (so ps and /proc show which module runs), then sys.path entries;
+# stdin: [args, check, diff]; prints the module's result as JSON.
+DIRECT = '''
+import json, sys
+sys.path[:0] = sys.argv[2:]
+from inprocess import run_module
+print(json.dumps(run_module(sys.argv[1], *json.load(sys.stdin))))
+'''
+
+
+def _direct_result(name, args, netns, check, diff, python):
+    cmd = [python or sys.executable, '-c', DIRECT, name, link_ansible(), link_collection(), os.path.join(REPO, 'tests')]
+    if netns:
+        cmd = ['ip', 'netns', 'exec', netns] + cmd
+    proc = subprocess.run(cmd, input=json.dumps([args, check, diff]), capture_output=True, text=True,
+                          env=ansible_env(), check=False)
+    try:
+        result = json.loads(proc.stdout.splitlines()[-1])
+    except (ValueError, IndexError):
+        # A module process that died (killed, crashed) is a failed task to the controller.
+        result = {'failed': True, 'msg': 'the module process printed no result (exit %d)' % proc.returncode,
+                  'rc': proc.returncode, 'module_stdout': proc.stdout, 'module_stderr': proc.stderr}
+    # What the controller adds or reshapes before a callback sees the result: `changed` on a
+    # failure too; ansible-core 2.19's modules print each warning as a WarningSummary, a callback
+    # gets its message.
+    result.setdefault('changed', False)
+    if 'warnings' in result:
+        result['warnings'] = [w['event']['msg'] if isinstance(w, dict) else w for w in result['warnings']]
     return result

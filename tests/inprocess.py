@@ -23,7 +23,7 @@ def run_module(name, args, check=False, diff=False, around=contextlib.nullcontex
     """clusternet.node.NAME's main() with args (a dict); its result dict. around() is a context
     manager entered just around main() (the module already imported), to time or profile it."""
     module = importlib.import_module(MODULES + name)
-    payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff, _ansible_module_name='clusternet.node.' + name)
     out = io.StringIO()
     # Warnings are process-global: one run's must not reach the next run's result.
     ansible_warnings._global_warnings.clear()  # pylint: disable=protected-access

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 
+import harness
 import pytest
 
 V4 = ['10.%d.%d.%d' % (i // 62500, i // 250 % 250, i % 250 + 1) for i in range(10000)]
@@ -186,20 +187,21 @@ def test_a_run_waits_for_the_host_lock(netns):
 
 
 def module_running(netns, name):
-    """Whether an AnsiballZ process of clusternet.node.NAME runs inside netns."""
+    """Whether a process running clusternet.node.NAME (harness.DIRECT) runs inside netns."""
     inode = netns.out('stat -L -c %i /proc/self/ns/net').strip()
     for pid in filter(str.isdigit, os.listdir('/proc')):
         try:
             with open('/proc/%s/cmdline' % pid, 'rb') as handle:
-                if b'AnsiballZ_%s.py' % name.encode() in handle.read() and str(os.stat('/proc/%s/ns/net' % pid).st_ino) == inode:
-                    return True
+                argv = handle.read().split(b'\0')
+            if harness.DIRECT.encode() in argv and name.encode() in argv and str(os.stat('/proc/%s/ns/net' % pid).st_ino) == inode:
+                return True
         except OSError:
             continue
     return False
 
 
 def start_run(netns, args):
-    """Run the module in a separate process (its own ansible-playbook); exit status 0 on success."""
+    """Run the module in a separate process (harness.run_module); exit status 0 on success."""
     return subprocess.Popen([sys.executable, '-c', RUN_MODULE, netns.name, json.dumps(args)], cwd=TESTS,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -1,6 +1,6 @@
 """The host lock against a local attacker, for real: an unprivileged user (nobody) plants
 files, symlinks, directories and flocks (on any lock file it can open), then root runs
-clusternet.node.ipset through ansible-playbook.
+clusternet.node.ipset (harness.run_module).
 
 Each scenario runs this file as a script inside `ip netns exec NS unshare -m
 --propagation private`, which mounts fresh tmpfs on /run (root 0755, the stand-in for the

@@ -8,13 +8,18 @@ import fcntl
 import os
 import re
 import subprocess
+import sys
 import textwrap
 import threading
 import time
 
 import pytest
-from ansible_collections.clusternet.node.plugins.module_utils.lock import DEFAULT_LOCK_PATH as LOCK_PATH
-from ansible_collections.clusternet.node.plugins.module_utils.lock import open_lock
+from harness import link_collection
+
+sys.path.insert(0, link_collection())  # run alone too, not only after a file that put it there
+
+from ansible_collections.clusternet.node.plugins.module_utils.lock import DEFAULT_LOCK_PATH as LOCK_PATH  # noqa: E402
+from ansible_collections.clusternet.node.plugins.module_utils.lock import open_lock  # noqa: E402
 
 CHAIN = 'CLUSTERNET-POSTRTG'
 SAVE = {'ipv4': 'iptables-save -t nat', 'ipv6': 'ip6tables-save -t nat'}

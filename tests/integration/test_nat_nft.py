@@ -1,5 +1,5 @@
 """clusternet.node.masquerade and clusternet.node.fip with backend nftables against a real kernel,
-inside network namespaces, through ansible-playbook: both modules converge in both families into
+inside network namespaces (and through the roles): both modules converge in both families into
 the shared `ip clusternet` / `ip6 clusternet` tables, rerun as no-ops, change nothing in check
 mode, keep each other's half, repair tampering, leave kube-proxy's tables and iptables' `ip nat`
 byte-identical, flush conntrack on FIP removal, and NAT real traffic. Expectations are nft's own

@@ -25,10 +25,10 @@ def node(netns):
     return netns
 
 
-def converge(ns):
+def converge(ns, via='direct'):
     for name, args in (('ipset', SETS), ('vip', {'link_kind': KIND, 'addresses': VIPS, 'node_ips': NODE_IPS}),
                        ('masquerade', MASQ), ('fip', {'floating_ips': FIPS})):
-        assert ns.module(name, args)['changed'], name
+        assert ns.module(name, args, via=via)['changed'], name
 
 
 LINK_DUMPS = ('ip -d addr show', 'ip -4 route show table all', 'ip -6 route show table all')
@@ -39,17 +39,18 @@ def dumps(ns, commands=('ipset save', 'iptables-save -t nat', 'ip6tables-save -t
     return [ns.out(cmd + " | grep -v '^#'") for cmd in commands]
 
 
-def facts(ns, **args):
-    result = ns.module('node_info', args)
+def facts(ns, via='direct', **args):
+    result = ns.module('node_info', args, via=via)
     assert result['changed'] is False
     return result['clusternet_node']
 
 
 def test_reports_what_the_kernel_holds_and_round_trips(node):
-    converge(node)
+    """Every module through ansible-playbook once, as users run them (tests/harness.py)."""
+    converge(node, via='playbook')
     node.run('ipset add cn-info-pods 10.42.9.0/24')  # another writer's entry
     before = dumps(node)
-    got = facts(node)
+    got = facts(node, via='playbook')
     assert dumps(node) == before, 'node_info changed the kernel'
 
     ipsets = dict((item['name'], item) for item in got['ipsets'])
