@@ -16,19 +16,23 @@ clusternet/node, the link the test harness keeps to the checkout; files are
 listed through git, so untracked, unignored files are checked too and .venv and
 build/ (ignored) are not.
 
-For runs of several majors at once, snapshot() gives each its own copy of those files and
-its own HOME (ansible-test writes tests/output/ in the collection, and two runs creating the
-same sanity venv would race); pip's download cache is shared.
+For runs of several majors at once, snapshot() gives each its own copy of those files (or
+of only those the artifact ships, see shipped()) and its own HOME (ansible-test writes
+tests/output/ in the collection, and two runs creating the same sanity venv would race);
+pip's download cache is shared.
 
 Usage: ansible_test_offline.py [--core MAJOR] [ansible-test sanity options]   (e.g. --core 2.16 --test pep8)
 """
 
+import fnmatch
 import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -123,21 +127,62 @@ def seed_pip_bootstrap(packages, home=HOME):
     return script
 
 
-def snapshot(name):
-    """A copy of the files ansible-test would see in the checkout (tracked, and untracked but
-    not ignored, as they are in the working tree), under build/ansible-test/trees/NAME; returns
-    the collection root. Without .git there, ansible-test walks the copy, which holds just those."""
-    root = os.path.join(STATE, 'trees', name, 'ansible_collections', 'clusternet', 'node')
-    shutil.rmtree(root, ignore_errors=True)
+# What `ansible-galaxy collection build` leaves out of the artifact besides galaxy.yml's build_ignore,
+# as ansible-core's _build_files_manifest_walk decides: directories of these names at any depth, and
+# paths relative to the collection root that fnmatch one of the patterns (`*` matches `/` too); a
+# directory that matches takes everything under it along.
+GALAXY_IGNORED_DIRS = frozenset(['CVS', '.bzr', '.hg', '.git', '.svn', '__pycache__', '.tox'])
+GALAXY_IGNORED = ['MANIFEST.json', 'FILES.json', 'galaxy.yml', 'galaxy.yaml', '.git', '*.pyc', '*.retry', 'tests/output',
+                  '{namespace}-{name}-*.tar.gz']
+
+# What ansible-test reads to know and configure the collection, kept beside the shipped files:
+# galaxy.yml (name and version), tests/config.yml (the modules' Python floor), tests/sanity/ (ignore files).
+SANITY_CONFIG = ('galaxy.yml', 'tests/config.yml', 'tests/sanity/')
+
+
+def checkout_files():
+    """The files ansible-test sees in the checkout: tracked, and untracked but not ignored, as they
+    are in the working tree (relative paths)."""
     listed = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=REPO,
                             capture_output=True, check=True).stdout.decode('utf-8', 'surrogateescape')
-    for path in filter(None, listed.split('\0')):
-        source = os.path.join(REPO, path)
-        if not os.path.lexists(source):  # deleted in the working tree, not yet in git
-            continue
+    return [path for path in filter(None, listed.split('\0')) if os.path.lexists(os.path.join(REPO, path))]  # not deleted since
+
+
+def shipped(paths, galaxy):
+    """The paths (relative, `/`-separated) that `ansible-galaxy collection build` puts in the artifact,
+    galaxy: galaxy.yml's content. Its `manifest` key (distlib's rules instead of build_ignore) is not modelled."""
+    if 'manifest' in galaxy:
+        raise ValueError("galaxy.yml's manifest key: shipped() knows only build_ignore")
+    patterns = [pattern.format(**galaxy) for pattern in GALAXY_IGNORED] + list(galaxy.get('build_ignore') or [])
+
+    def ignored(path):
+        return any(fnmatch.fnmatch(path, pattern) for pattern in patterns)
+
+    def kept(path):
+        parts = path.split('/')
+        directories = range(1, len(parts))
+        return not any(parts[depth - 1] in GALAXY_IGNORED_DIRS or ignored('/'.join(parts[:depth])) for depth in directories) \
+            and not ignored(path)
+
+    return [path for path in paths if kept(path)]
+
+
+def snapshot(name, shipped_only=False):
+    """A copy of checkout_files() under build/ansible-test/trees/NAME; returns the collection root.
+    Without .git there, ansible-test walks the copy, which holds just those. shipped_only: only what
+    the artifact ships (shipped()), and SANITY_CONFIG."""
+    root = os.path.join(STATE, 'trees', name, 'ansible_collections', 'clusternet', 'node')
+    shutil.rmtree(root, ignore_errors=True)
+    paths = checkout_files()
+    if shipped_only:
+        with open(os.path.join(REPO, 'galaxy.yml')) as handle:
+            kept = set(shipped(paths, yaml.safe_load(handle)))
+        paths = [path for path in paths
+                 if path in kept or any(path == each or each.endswith('/') and path.startswith(each) for each in SANITY_CONFIG)]
+    for path in paths:
         target = os.path.join(root, path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copy2(source, target, follow_symlinks=False)
+        shutil.copy2(os.path.join(REPO, path), target, follow_symlinks=False)
     return root
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import tarfile
 
+import ansible_test_offline
 import gates
 import pytest
 import yaml
@@ -59,6 +60,29 @@ def test_tarball_is_clean(installed):
     assert not bad, 'the artifact ships files it must not: %s' % ', '.join(sorted(bad))
     for module in MODULES:
         assert 'plugins/modules/%s.py' % module in names
+
+
+def test_sanity_shipped_tree_is_the_artifact(installed):
+    """ansible_test_offline.shipped(), which picks the files the older majors' sanity runs check
+    (tests/lint/test_sanity.py), keeps exactly the checkout's files that ansible-galaxy put in the tarball."""
+    with tarfile.open(installed[0]) as tar:
+        packed = set(member.name for member in tar.getmembers() if not member.isdir())
+    files = ansible_test_offline.checkout_files()
+    with open(os.path.join(gates.REPO, 'galaxy.yml')) as handle:
+        kept = ansible_test_offline.shipped(files, yaml.safe_load(handle))
+    assert sorted(kept) == sorted(packed & set(files))
+    assert 'plugins/modules/vip.py' in kept and not [path for path in kept if path.startswith(('tests/', 'lab/', 'bench/'))]
+
+
+def test_shipped_matches_as_ansible_galaxy_does():
+    """fnmatch on the path from the collection root, where `*` crosses `/`; a directory's name or
+    path that matches drops all under it; the artifact never holds galaxy.yml itself."""
+    galaxy = {'namespace': 'ns', 'name': 'coll', 'build_ignore': ['tests', '*.log', 'docs/conf.py', '**/cache']}
+    paths = ['plugins/modules/a.py', 'plugins/modules/__pycache__/a.pyc', 'plugins/x/__pycache__/notes.txt', 'tests/unit/t.py',
+             'plugins/tests/t.py', 'roles/r/files/run.log', 'docs/conf.py', 'docs/guide/conf.py', 'roles/r/cache/c.yml', 'cache/c.yml',
+             'ns-coll-1.0.0.tar.gz', 'galaxy.yml', 'README.md']
+    assert ansible_test_offline.shipped(paths, galaxy) == ['plugins/modules/a.py', 'plugins/tests/t.py', 'docs/guide/conf.py',
+                                                           'cache/c.yml', 'README.md']
 
 
 # A library's warning at every start-up (as cryptography 51 gave ansible-core 2.19): a sitecustomize

@@ -1,6 +1,9 @@
 """`ansible-test sanity` over the collection, every default test, under every ansible-core
 major the collection claims (tests/lint/cores.py) and on every Python version each of them
-supports that this machine has, offline (see ansible_test_offline.py). ansible-test runs
+supports that this machine has, offline (see ansible_test_offline.py). The claim of every
+major is about what users install, so the majors other than the dev venv's own check only the
+files the artifact ships (ansible_test_offline.shipped(), with ansible-test's configuration);
+the dev venv's major checks the whole checkout, tests and tools too. ansible-test runs
 once per major; each of its tests is one pytest test here (`test_sanity[2.16-pylint]`),
 judged from ansible-test's JUnit results."""
 
@@ -35,6 +38,21 @@ NOT_APPLICABLE = {
     'future-import-boilerplate': 'no file targets Python 2 (tests/config.yml)',
     'metaclass-boilerplate': 'no file targets Python 2 (tests/config.yml)',
 }
+
+# Majors that check only the shipped files (see the docstring): these tests have nothing to check
+# there besides NOT_APPLICABLE, and must have something in the whole checkout (the dev venv's major).
+NOT_APPLICABLE_SHIPPED = {
+    'shellcheck': 'no shell script ships: the .sh files are lab/ and tests/ tooling',
+}
+
+
+def shipped_only(major):
+    return major != cores.OWN
+
+
+def not_applicable(major):
+    """{test: why} of the tests that have nothing to check in the tree that major sees."""
+    return dict(NOT_APPLICABLE, **(NOT_APPLICABLE_SHIPPED if shipped_only(major) else {}))
 
 
 def list_tests(major):
@@ -86,7 +104,8 @@ def started():
     for major in cores.CORES:
         venv_bin = cores.ensure(major)
         home = os.path.join(ansible_test_offline.STATE, 'home-' + major)
-        prepared[major] = (venv_bin,) + ansible_test_offline.prepare(ansible_test_offline.snapshot(major), venv_bin, home)
+        root = ansible_test_offline.snapshot(major, shipped_only(major))
+        prepared[major] = (venv_bin,) + ansible_test_offline.prepare(root, venv_bin, home)
     pool = concurrent.futures.ThreadPoolExecutor(PARALLEL)
     futures = dict((major, pool.submit(sanity_of, *prepared[major])) for major in cores.CORES)
     pool.shutdown(wait=False)
@@ -133,7 +152,7 @@ def test_sanity_exit_code(sanity):
     gates.assert_passes(sanity[0])
 
 
-@pytest.mark.parametrize('sanity, test', per_core(lambda major: [t for t in SANITY_TESTS[major] if t not in NOT_APPLICABLE]),
+@pytest.mark.parametrize('sanity, test', per_core(lambda major: [t for t in SANITY_TESTS[major] if t not in not_applicable(major)]),
                          indirect=['sanity'])
 def test_sanity(sanity, test):
     proc, results = sanity
@@ -148,7 +167,7 @@ def test_sanity(sanity, test):
     if skips == ['%s: No tests applicable.' % result.name for result in claimed]:
         warnings = [line for line in gates.output(proc).splitlines() if line.startswith('WARNING')]
         raise AssertionError('ansible-test checked nothing for %s: its tool is missing, or the collection has nothing of its kind '
-                             '(then list it in NOT_APPLICABLE and docs/guide/development.rst):\n%s' % (test, '\n'.join(warnings)))
+                             '(then list it in NOT_APPLICABLE or NOT_APPLICABLE_SHIPPED and docs/guide/development.rst):\n%s' % (test, '\n'.join(warnings)))
     missing_python = [skip for skip in skips if 'could not be found' in skip]
     assert missing_python == skips, 'ansible-test skipped %s here:\n%s' % (test, '\n'.join(skips))
     ran = [result.name for result in claimed if not result.skipped]
@@ -157,18 +176,25 @@ def test_sanity(sanity, test):
 
 
 def test_not_applicable_tests_exist():
-    """Every NOT_APPLICABLE entry is still a default sanity test of some major."""
+    """Every NOT_APPLICABLE(_SHIPPED) entry is still a default sanity test of some major (of one that
+    sees the shipped tree, for NOT_APPLICABLE_SHIPPED), and the whole checkout has something for each
+    NOT_APPLICABLE_SHIPPED test to check (test_sanity of the dev venv's major checks that it passes)."""
     known = set().union(*SANITY_TESTS.values())
     assert set(NOT_APPLICABLE) <= known, 'no longer default sanity tests: drop them from NOT_APPLICABLE: %s' % sorted(set(NOT_APPLICABLE) - known)
+    shipped_known = set().union(*(SANITY_TESTS[major] for major in cores.CORES if shipped_only(major)))
+    assert set(NOT_APPLICABLE_SHIPPED) <= shipped_known, 'drop from NOT_APPLICABLE_SHIPPED: %s' % sorted(set(NOT_APPLICABLE_SHIPPED) - shipped_known)
+    assert not set(NOT_APPLICABLE_SHIPPED) & set(NOT_APPLICABLE)
+    assert set(NOT_APPLICABLE_SHIPPED) <= set(SANITY_TESTS[cores.OWN]), 'the whole checkout is checked by no major for %s' % sorted(
+        set(NOT_APPLICABLE_SHIPPED) - set(SANITY_TESTS[cores.OWN]))
 
 
-@pytest.mark.parametrize('sanity, test', per_core(lambda major: sorted(set(NOT_APPLICABLE) & set(SANITY_TESTS[major]))), indirect=['sanity'])
+@pytest.mark.parametrize('sanity, test', per_core(lambda major: sorted(set(not_applicable(major)) & set(SANITY_TESTS[major]))), indirect=['sanity'])
 def test_sanity_not_applicable(sanity, test):
     """A test listed as having nothing to check: ansible-test must agree, else it belongs in test_sanity."""
     proc, results = sanity
     assert results.get(test), 'ansible-test wrote no result for %s:\n%s' % (test, gates.output(proc)[-6000:])
     assert all(result.skipped == 'No tests applicable.' for result in results[test]), (
-        '%s now has something to check (%s): remove it from NOT_APPLICABLE' % (test, results[test]))
+        '%s now has something to check (%s): remove it from NOT_APPLICABLE(_SHIPPED)' % (test, results[test]))
 
 
 SCRATCH_MODULE = '''#!/usr/bin/python
@@ -222,3 +248,18 @@ def test_sanity_gate_rejects_unguarded_import_and_undocumented_option(tmp_path):
     assert proc.returncode != 0, printed
     assert "plugins/modules/unguarded.py:20:0: traceback: ModuleNotFoundError: No module named 'pyroute2'" in printed, printed
     assert "plugins/modules/undocumented.py:0:0: undocumented-parameter: Argument 'hidden'" in printed, printed
+
+
+def test_sanity_gate_rejects_pylint_error_in_shipped_tree_of_oldest_major():
+    """The shipped tree an older major sees (snapshot(shipped_only=True)) still has its modules
+    checked: a module planted there with an undefined name fails pylint under the oldest major."""
+    root = ansible_test_offline.snapshot('scratch-shipped', shipped_only=True)
+    assert not os.path.exists(os.path.join(root, 'tests', 'unit'))
+    with open(os.path.join(root, 'plugins', 'modules', 'planted.py'), 'w') as handle:
+        handle.write(SCRATCH_MODULE % {'name': 'planted', 'imports': 'PLANTED = undefined_name\n', 'options': ''})
+    venv_bin = cores.ensure(cores.OLDEST)
+    cwd, env = ansible_test_offline.prepare(root, venv_bin, os.path.join(ansible_test_offline.STATE, 'home-scratch'))
+    proc = gates.run(ansible_test_offline.command(['--test', 'pylint', '--python', '3.11'], venv_bin), cwd=cwd, env=env)
+    printed = gates.output(proc)
+    assert proc.returncode != 0, printed
+    assert "plugins/modules/planted.py:20:10: undefined-variable: Undefined variable 'undefined_name'" in printed, printed
